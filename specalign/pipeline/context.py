@@ -1,0 +1,53 @@
+"""What every step of one run shares: the composed config, paths, the spec, the backbone
+and the tracker. Built once per run (and per sweep member); heavy parts load lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from specalign.spec import Spec, load_spec
+
+
+@dataclass
+class RunContext:
+    cfg: DictConfig
+    run_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def root(self) -> Path:
+        return Path(self.cfg.paths.root).expanduser().resolve()
+
+    @cached_property
+    def store_dir(self) -> Path:
+        return Path(self.cfg.paths.store).expanduser().resolve()
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        return Path(self.cfg.paths.cache).expanduser().resolve()
+
+    @cached_property
+    def spec(self) -> Spec:
+        return load_spec(self.section("spec"))
+
+    @cached_property
+    def backbone(self) -> Any:
+        """The instantiated backbone (loads no weights until a step asks for them)."""
+        return instantiate(self.cfg.backbone, cache_dir=str(self.cache_dir), _convert_="all")
+
+    @cached_property
+    def tracker(self) -> Any:
+        return instantiate(self.cfg.logger, _convert_="all")
+
+    def section(self, name: str) -> Any:
+        """A resolved top-level config value as plain Python (what libraries receive)."""
+        value = OmegaConf.select(self.cfg, name)
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            return OmegaConf.to_container(value, resolve=True)
+        return value

@@ -1,0 +1,124 @@
+"""Turn `cfg.stage.steps` into an ordered plan: classes located, inputs wired, keys computed.
+
+Everything here is cheap and loads no model, so `dry_run=true` and the first check of a run
+(is every step implemented? does every input exist and have the right kind?) happen before
+any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import get_class
+
+from specalign.errors import ConfigError, StepNotImplementedError
+from specalign.pipeline.context import RunContext
+from specalign.pipeline.keys import content_key
+from specalign.pipeline.step import Step
+
+RESERVED = ("_target_", "inputs")
+
+
+@dataclass
+class PlannedStep:
+    name: str
+    step: Step
+    inputs: dict[str, str]  # slot -> upstream step name
+    key: str
+    material: dict[str, Any]  # what the key hashes, recorded in the manifest
+
+    @property
+    def produces(self) -> str:
+        return self.step.produces
+
+
+@dataclass
+class Plan:
+    stage: str
+    steps: list[PlannedStep]
+
+    def __getitem__(self, name: str) -> PlannedStep:
+        return next(p for p in self.steps if p.name == name)
+
+
+def locate_step_class(stage: str, name: str, target: str | None) -> type[Step]:
+    if not target:
+        raise ConfigError(f"stage={stage}: step '{name}' has no _target_ naming its class.")
+    try:
+        cls = get_class(target)
+    except Exception as err:
+        raise StepNotImplementedError(
+            f"stage={stage}: not implemented yet: {name} ({target}). "
+            "Pick a stage whose steps exist, e.g. stage=sft."
+        ) from err
+    if not (isinstance(cls, type) and issubclass(cls, Step)):
+        raise ConfigError(f"stage={stage}: step '{name}': {target} is not a specalign Step.")
+    return cls
+
+
+def key_material(step: Step, ctx: RunContext, input_keys: dict[str, str]) -> dict[str, Any]:
+    """What a step's output depends on: its class, settings, the config groups it uses,
+    its inputs' keys and any file fingerprints. Nothing else (not paths, not loggers)."""
+    cls = type(step)
+    material: dict[str, Any] = {
+        "step": step.name,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "version": cls.version,
+        "settings": step.settings,
+        "uses": {name: ctx.section(name) for name in cls.uses},
+        "inputs": input_keys,
+    }
+    if "spec" in cls.uses:
+        material["spec_hash"] = ctx.spec.hash
+    extra = step.fingerprint()
+    if extra:
+        material["fingerprint"] = extra
+    return material
+
+
+def build_plan(ctx: RunContext) -> Plan:
+    stage = str(ctx.cfg.stage.name)
+    steps_cfg = ctx.section("stage.steps") or {}
+    if not steps_cfg:
+        raise ConfigError(f"stage={stage}: `steps` is empty; nothing to run.")
+    classes = {n: locate_step_class(stage, n, c.get("_target_")) for n, c in steps_cfg.items()}
+    planned: dict[str, PlannedStep] = {}
+    for name, step_cfg in steps_cfg.items():
+        cls = classes[name]
+        inputs = dict(step_cfg.get("inputs") or {})
+        check_inputs(stage, name, cls, inputs, planned)
+        settings = {k: v for k, v in step_cfg.items() if k not in RESERVED}
+        step = cls(name, settings, ctx)
+        input_keys = {slot: planned[src].key for slot, src in sorted(inputs.items())}
+        material = key_material(step, ctx, input_keys)
+        planned[name] = PlannedStep(name, step, inputs, content_key(material), material)
+    return Plan(stage, list(planned.values()))
+
+
+def check_inputs(
+    stage: str, name: str, cls: type[Step], inputs: dict[str, str], planned: dict[str, Any]
+) -> None:
+    """Every required slot wired, every source an earlier step producing the right kind."""
+    slots = set(cls.consumes) | set(cls.optional)
+    for slot, source in inputs.items():
+        if slot not in slots:
+            raise ConfigError(
+                f"stage={stage}: step '{name}' has no input '{slot}' (it takes {sorted(slots)})."
+            )
+        if source not in planned:
+            raise ConfigError(
+                f"stage={stage}: step '{name}' input '{slot}' names '{source}', which is not an "
+                f"earlier step (earlier: {list(planned) or 'none'})."
+            )
+        if planned[source].produces != slot:
+            raise ConfigError(
+                f"stage={stage}: step '{name}' input '{slot}' needs a {slot} but '{source}' "
+                f"produces a {planned[source].produces}."
+            )
+    missing = [slot for slot in cls.consumes if slot not in inputs]
+    if missing:
+        raise ConfigError(
+            f"stage={stage}: step '{name}' needs inputs {missing}: add "
+            f"`inputs: {{{missing[0]}: <earlier step>}}` under stage.steps.{name}."
+        )

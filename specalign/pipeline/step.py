@@ -1,0 +1,61 @@
+"""The stage contract (ARCHITECTURE.md): a step declares what it consumes and produces, and
+what configuration it depends on, so the runner can key, cache and resume it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from specalign.pipeline.context import RunContext
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A committed step output: `<store>/<step>/<key>/` with its manifest.json."""
+
+    step: str
+    kind: str
+    key: str
+    path: Path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.path / "manifest.json").read_text())
+
+
+class Step:
+    """One kind of pipeline step. Subclasses set the class attributes and implement `run`.
+
+    consumes:  input slots this step needs, named after the artifact kind they take.
+    optional:  input slots it can do without (e.g. `model`: the backbone when absent).
+    produces:  the kind of artifact it writes ("dataset" | "model" | "metrics" | ...).
+    uses:      top-level config groups whose resolved values change its result
+               ("backbone", "trainer", "eval", "seed", "spec"); only these enter its key,
+               so logging or path settings never invalidate an artifact.
+    version:   bump when the step's code changes what it produces for the same inputs.
+    """
+
+    consumes: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[tuple[str, ...]] = ()
+    produces: ClassVar[str] = "dataset"
+    uses: ClassVar[tuple[str, ...]] = ()
+    version: ClassVar[int] = 1
+
+    def __init__(self, name: str, settings: dict[str, Any], ctx: RunContext) -> None:
+        self.name = name
+        self.settings = settings
+        self.ctx = ctx
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Extra key material beyond config and inputs, e.g. hashes of files the step reads."""
+        return {}
+
+    def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
+        """Write the artifact into `out`; `work` survives a kill (checkpoints, partial caches).
+
+        Returns summary metrics, recorded in the manifest and the step's tracker run.
+        """
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Experiment tracking (the `logger` config group): W&B or nothing, one run per step."""
