@@ -1,0 +1,1 @@
+"""Evaluations derived from specs; each evaluator returns flat metrics plus per-item rows."""

@@ -1,0 +1,1 @@
+"""Synthesized data: documents (MSM), demonstrations (AFT), adversarial pairs, triage."""

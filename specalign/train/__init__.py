@@ -1,0 +1,1 @@
+"""Training steps: thin layers over TRL trainers and PEFT adapters."""

@@ -1,0 +1,66 @@
+"""TrainingArguments for any TRL trainer from the `trainer` group plus a step's overrides.
+
+Kept in one place so every training step agrees on precision, devices, checkpointing and
+reporting; each step adds only its own fields (max_length, loss settings, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specalign.errors import ConfigError
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """`auto`: bf16 where a GPU supports it, plain fp32 otherwise (CPU)."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise ConfigError(
+            f"trainer.precision={precision} needs a GPU; this machine has none. "
+            "Fix: trainer.precision=auto (fp32 on CPU)."
+        )
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_kwargs(
+    trainer_cfg: dict[str, Any],
+    step_args: dict[str, Any] | None,
+    output_dir: Path,
+    seed: int,
+    report_to: str,
+) -> dict[str, Any]:
+    """Keyword arguments for a TRL `*Config`; step args override the trainer group's."""
+    kwargs: dict[str, Any] = {**trainer_cfg.get("args", {}), **(step_args or {})}
+    cpu = not torch.cuda.is_available()
+    kwargs.update(
+        output_dir=str(output_dir),
+        seed=seed,
+        data_seed=seed,
+        report_to=report_to,
+        save_strategy="steps",
+        logging_first_step=True,
+        activation_checkpointing=bool(trainer_cfg.get("activation_checkpointing", False)),
+        use_cpu=cpu,
+        dataloader_pin_memory=not cpu,
+        **precision_flags(str(trainer_cfg.get("precision", "auto"))),
+    )
+    return kwargs
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` a killed run left behind, to resume from."""
+    if not output_dir.is_dir():
+        return None
+    checkpoints = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    if not checkpoints:
+        return None
+    return str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1])))
+
+
+def loss_history(log_history: list[dict[str, Any]]) -> list[float]:
+    return [float(entry["loss"]) for entry in log_history if "loss" in entry]
