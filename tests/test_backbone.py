@@ -351,3 +351,13 @@ def test_expected_options_exist() -> None:
         "llama3_1_8b",
         "gemma2_9b",
     } <= options
+
+
+def test_unreachable_hub_backbone_stops_the_cli_with_the_fix(tmp_path):
+    """Offline, a hub backbone fails with exit 2 and the local-path fix, not a traceback."""
+    from helpers import run_cli
+
+    proc = run_cli(tmp_path, "backbone=qwen3_8b", "logger=none", check=False, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "backbone.source=" in output and "Traceback" not in output

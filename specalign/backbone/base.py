@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specalign.errors import SpecAlignError
+
 if TYPE_CHECKING:  # torch / transformers are imported lazily: instantiating a config stays cheap.
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -25,7 +27,7 @@ SHARDING_PRESETS = ("none", "fsdp", "zero3")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class BackboneUnavailableError(RuntimeError):
+class BackboneUnavailableError(SpecAlignError, RuntimeError):
     """The backbone's weights cannot be obtained here (no hub access, missing package or path).
 
     A distinct type so the app can print the fix (the message says it) instead of a traceback.

@@ -55,6 +55,9 @@ class WandbTracker:
         import wandb
 
         self.dir.mkdir(parents=True, exist_ok=True)
+        # TRL / transformers' WandbCallback logs into the active run; keep it from
+        # uploading checkpoints (which can be large) unless the user asks for it.
+        os.environ.setdefault("WANDB_LOG_MODEL", "false")
         experiment = str(ctx.cfg.name)
         run = wandb.init(
             project=self.project,
@@ -70,9 +73,6 @@ class WandbTracker:
             config={"step": planned.name, "key": planned.key, **planned.material},
             reinit="finish_previous",
         )
-        # TRL / transformers' WandbCallback logs into the active run; keep it from
-        # uploading checkpoints (which can be large) unless the user asks for it.
-        os.environ.setdefault("WANDB_LOG_MODEL", "false")
         log.info("W&B run %s (%s, %s mode)", run.id, experiment, self.mode)
         try:
             yield WandbStepRun(run)
