@@ -111,3 +111,17 @@ def test_dry_run_plans_without_running(tmp_path):
     assert "plan for stage=sft" in proc.stdout
     assert "4 of 4 steps to run" in proc.stdout
     assert not list(Path(tmp_path / "store").glob("*/*/manifest.json"))
+
+
+def test_cheese_preset_sweeps_both_specs(tmp_path):
+    proc = run_cli(
+        tmp_path,
+        "experiment=cheese_generalization",
+        "dry_run=true",
+        "logger=none",
+        flags=("--multirun",),
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert "spec=pro_america" in output and "spec=pro_affordability" in output
+    assert proc.stdout.count("plan for stage=sft") == 2

@@ -14,7 +14,6 @@ from collections import defaultdict
 from typing import Any
 
 from specalign.errors import SpecAlignError
-from specalign.eval.scoring import continuation_logprobs
 from specalign.pipeline.dataset_io import read_jsonl
 from specalign.pipeline.keys import file_sha256
 from specalign.spec import resolve_spec_file
@@ -49,6 +48,8 @@ class ForcedChoiceEval:
         return items
 
     def evaluate(self, model: Any, tokenizer: Any, backbone: Any) -> tuple[dict, list[dict]]:
+        from specalign.eval.scoring import continuation_logprobs  # torch: run time only
+
         items = self.load_items()
         prompts, options = [], []
         for item in items:

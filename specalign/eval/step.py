@@ -10,7 +10,6 @@ from typing import Any
 from hydra.utils import instantiate
 
 from specalign.pipeline.step import Artifact, Step
-from specalign.train.model_artifact import load_model
 
 
 class EvalStep(Step):
@@ -30,6 +29,8 @@ class EvalStep(Step):
         }
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
+        from specalign.train.model_artifact import load_model  # peft/transformers: run time only
+
         backbone = self.ctx.backbone
         model = load_model(backbone, inputs.get("model")).eval()
         tokenizer = backbone.load_tokenizer()

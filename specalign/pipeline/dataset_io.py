@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from datasets import Dataset, load_from_disk
+from typing import TYPE_CHECKING, Any
 
 from specalign.errors import SpecAlignError
 from specalign.pipeline.step import Artifact
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 DATA_DIR = "data"
 PREVIEW = "preview.jsonl"
@@ -25,6 +26,8 @@ def save_dataset(dataset: Dataset, out: Path, preview_rows: int = 20) -> None:
 
 
 def load_dataset(artifact: Artifact) -> Dataset:
+    from datasets import load_from_disk  # ~1 s to import: only where data is read
+
     return load_from_disk(str(artifact.path / DATA_DIR))
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
-
 from specalign.errors import SpecAlignError
 from specalign.pipeline.dataset_io import read_jsonl, save_dataset
 from specalign.pipeline.keys import file_sha256
@@ -36,6 +34,8 @@ class FixedDemonstrations(Step):
         return {"demonstrations_sha256": file_sha256(self.source())}
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
+        from datasets import Dataset
+
         path = self.source()
         rows = read_jsonl(path, required=("messages",), key="spec.demonstrations")
         for number, row in enumerate(rows, start=1):

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from datasets import Dataset
 from hydra.utils import instantiate
-from peft import PeftModel
-from trl import SFTConfig, SFTTrainer
 
 from specalign.errors import ConfigError
-from specalign.pipeline.dataset_io import load_dataset
 from specalign.pipeline.step import Artifact, Step
-from specalign.train.model_artifact import describe, load_model, save_model
-from specalign.train.training_args import last_checkpoint, loss_history, training_kwargs
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 log = logging.getLogger(__name__)
+# torch, TRL, PEFT and datasets are imported inside run(): planning (dry runs, cached
+# re-runs) only reads this class's attributes and should not pay ~5 s of imports.
 
 
 def to_prompt_completion(dataset: Dataset, chat_template_kwargs: dict[str, Any]) -> Dataset:
@@ -44,6 +42,8 @@ def quantization_config(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
     quant = trainer_cfg.get("quantization")
     if not quant:
         return {}
+    import torch
+
     if not torch.cuda.is_available():
         raise ConfigError("trainer=qlora needs a CUDA GPU (bitsandbytes 4-bit). Fix: trainer=lora.")
     from transformers import BitsAndBytesConfig
@@ -60,6 +60,13 @@ class SFTStep(Step):
     uses = ("backbone", "trainer", "seed")
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
+        from peft import PeftModel
+        from trl import SFTConfig, SFTTrainer
+
+        from specalign.pipeline.dataset_io import load_dataset
+        from specalign.train.model_artifact import describe, load_model, save_model
+        from specalign.train.training_args import last_checkpoint, loss_history, training_kwargs
+
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
         start = inputs.get("model")
         model = load_model(backbone, start, trainable=True, **quantization_config(trainer_cfg))
