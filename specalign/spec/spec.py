@@ -1,4 +1,4 @@
-"""Loading a spec from its `conf/spec/` entry: the document, its identity and its hash.
+"""Loading a spec (a `conf/spec/` entry or a file): the document, its identity, hash and rules.
 
 The hash is what every downstream step keys on, so that editing a spec recomputes exactly
 what depends on it. It covers the normalized text (line endings, trailing spaces), so a
@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from specalign.errors import SpecAlignError
+from specalign.spec.model import Rule
+from specalign.spec.parse import ACCEPTED, ParsedDoc, spec_error
+from specalign.spec.parse_markdown import parse_markdown
+from specalign.spec.parse_yaml import parse_yaml
 
 SHIPPED_SPECS = Path(str(files("specalign") / "specs"))
 
 
-def resolve_spec_file(name: str | Path, *, key: str = "spec.document") -> Path:
+def resolve_spec_file(
+    name: str | Path, *, key: str = "spec.document", example: str | None = None
+) -> Path:
     """A path as given (absolute or relative to the cwd) or else one shipped in specalign/specs."""
     path = Path(name).expanduser()
     for candidate in (path, SHIPPED_SPECS / path):
@@ -26,17 +32,22 @@ def resolve_spec_file(name: str | Path, *, key: str = "spec.document") -> Path:
             return candidate.resolve()
     raise SpecAlignError(
         f"{key}: file not found: {name} (looked in {Path.cwd()} and {SHIPPED_SPECS}). "
-        f"Fix: give an existing path, e.g. {key}=/path/to/file"
+        f"Fix: give an existing path, e.g. {example or f'{key}=/path/to/file'}"
     )
 
 
 def read_text(path: Path) -> str:
-    """Read UTF-8 text, turning decoding errors into a message that names the file and byte."""
+    """Read UTF-8 text, turning decoding errors into a message that names the line and byte."""
+    data = path.read_bytes()
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise SpecAlignError(
-            f"{path}: not UTF-8 (byte {err.start}: {err.reason}). Fix: re-save the file as UTF-8."
+        line = data[: err.start].count(b"\n") + 1
+        raise spec_error(
+            path,
+            line,
+            f"not UTF-8 (byte {err.start}: {err.reason})",
+            "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
         ) from err
 
 
@@ -48,7 +59,7 @@ def normalized_hash(text: str) -> str:
 
 @dataclass(frozen=True)
 class Spec:
-    """A loaded spec: its config entry plus the document's text and content hash."""
+    """A loaded spec: its config entry, the document's text, content hash and rules."""
 
     id: str
     path: Path
@@ -58,6 +69,53 @@ class Spec:
     model_name: str
     provider: str
     settings: dict[str, Any]
+    rules: tuple[Rule, ...] = ()
+    name: str = ""
+    format: str = "markdown"  # one of parse.FORMATS
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with this id (KeyError names the ids there are)."""
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(f"{self.id}: no rule {rule_id!r} (have {[r.id for r in self.rules]})")
+
+
+def parse_document(text: str, path: Path | str) -> ParsedDoc:
+    """Rules and metadata of a document; `.yaml`/`.yml` is YAML, anything else markdown."""
+    if not text.strip():
+        fix = f"write its rules ({ACCEPTED}), or pick another spec"
+        raise spec_error(path, 1, "the spec is empty", fix)
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return parse_yaml(text, path)
+    return parse_markdown(text, path)
+
+
+def build_spec(path: Path, text: str, cfg: dict[str, Any], default_id: str) -> Spec:
+    """A Spec from a document and its settings; values set in `cfg` win over the document's."""
+    doc = parse_document(text, path)
+    meta = doc.meta
+
+    def pick(key: str, default: str = "") -> str:
+        for value in (cfg.get(key), meta.get(key)):
+            if value is not None and str(value) != "":
+                return str(value)
+        return default
+
+    spec_id = str(cfg.get("id") or meta.get("name") or default_id)
+    return Spec(
+        id=spec_id,
+        path=path,
+        text=text,
+        hash=normalized_hash(text),
+        version=pick("version"),
+        model_name=pick("model_name", "the assistant"),
+        provider=pick("provider"),
+        settings={**meta, **cfg},
+        rules=doc.rules,
+        name=str(meta.get("name") or spec_id),
+        format=doc.format,
+    )
 
 
 def load_spec(cfg: dict[str, Any]) -> Spec:
@@ -68,16 +126,12 @@ def load_spec(cfg: dict[str, Any]) -> Spec:
             f"(got keys {sorted(cfg)}). Fix: add them, see conf/spec/pro_america.yaml"
         )
     path = resolve_spec_file(cfg["document"])
-    text = read_text(path)
-    if not text.strip():
-        raise SpecAlignError(f"{path}: the spec is empty. Fix: write its rules, or pick another.")
-    return Spec(
-        id=str(cfg["id"]),
-        path=path,
-        text=text,
-        hash=normalized_hash(text),
-        version=str(cfg.get("version", "")),
-        model_name=str(cfg.get("model_name", "the assistant")),
-        provider=str(cfg.get("provider", "")),
-        settings=dict(cfg),
+    return build_spec(path, read_text(path), dict(cfg), str(cfg["id"]))
+
+
+def load_spec_file(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
+    """Load a spec document directly (the CLI); its id is the front matter `name` or the stem."""
+    resolved = resolve_spec_file(
+        path, key="spec file", example="specalign/specs/pro_america.md or a conf/spec name"
     )
+    return build_spec(resolved, read_text(resolved), dict(overrides or {}), resolved.stem)
