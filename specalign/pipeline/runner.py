@@ -30,6 +30,16 @@ def status(plan: Plan, store: ArtifactStore) -> list[tuple[PlannedStep, bool]]:
     return [(p, store.get(p.name, p.produces, p.key) is not None) for p in plan.steps]
 
 
+def lineage_spec_hashes(planned: PlannedStep, inputs: dict[str, Artifact]) -> list[str]:
+    """The spec hashes an artifact depends on: its own (if it uses the spec) and its inputs'.
+    A step that never reads a spec (SFT on fixed demonstrations) has none, so it is shared
+    across specs."""
+    hashes = {planned.material["spec_hash"]} if "spec_hash" in planned.material else set()
+    for artifact in inputs.values():
+        hashes.update(artifact.manifest.get("spec_hashes", []))
+    return sorted(hashes)
+
+
 def run_plan(plan: Plan, ctx: RunContext) -> list[StepResult]:
     store = ArtifactStore(ctx.store_dir)
     done: dict[str, Artifact] = {}
@@ -58,6 +68,7 @@ def run_step(
         out, work = store.prepare(name, key)
         started = time.time()
         with ctx.tracker.step_run(ctx, planned) as tracking:
+            planned.step.tracking = tracking
             metrics = planned.step.run(inputs, out, work) or {}
             seconds = time.time() - started
             manifest = {
@@ -68,6 +79,7 @@ def run_step(
                 "experiment": ctx.cfg.name,
                 "key_material": planned.material,
                 "inputs": {slot: {"step": a.step, "key": a.key} for slot, a in inputs.items()},
+                "spec_hashes": lineage_spec_hashes(planned, inputs),
                 "versions": package_versions(),
                 "git_sha": git_sha(),
                 "timings": {"started": started, "seconds": round(seconds, 3)},

@@ -48,6 +48,12 @@ class Step:
         self.name = name
         self.settings = settings
         self.ctx = ctx
+        self.tracking: Any = None  # the step's tracker run, set by the runner while it runs
+
+    def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Show rows as a table in the step's tracker run (W&B); a no-op without one."""
+        if self.tracking is not None and rows:
+            self.tracking.log_table(name, rows)
 
     def fingerprint(self) -> dict[str, Any]:
         """Extra key material beyond config and inputs, e.g. hashes of files the step reads."""

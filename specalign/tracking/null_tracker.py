@@ -10,6 +10,9 @@ from typing import Any
 class NullStepRun:
     run_id: str | None = None
 
+    def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Nothing to show without a tracker."""
+
     def finish(self, metrics: dict[str, Any], manifest: dict[str, Any]) -> None:
         """Nothing to record outside the artifact itself."""
 

@@ -27,6 +27,19 @@ class WandbStepRun:
     def log(self, data: dict[str, Any]) -> None:
         self.run.log(data)
 
+    def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Rows as a W&B table; lists and dicts become JSON text so every cell renders."""
+        import json
+
+        import wandb
+
+        columns = list(rows[0])
+        data = [
+            [v if isinstance(v, str | int | float | bool) else json.dumps(v) for v in row.values()]
+            for row in rows
+        ]
+        self.run.log({name: wandb.Table(columns=columns, data=data)})
+
     def finish(self, metrics: dict[str, Any], manifest: dict[str, Any]) -> None:
         scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}
         self.run.summary.update(scalars)
