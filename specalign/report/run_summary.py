@@ -61,8 +61,9 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
         state = "reused" if r.cached else f"ran {r.seconds:.1f}s"
         print(f"  {r.name:<16} {state:<10} {r.artifact.path}")
     for r in results:
-        if r.artifact.kind == "metrics" and r.metrics:
+        if r.metrics:
             print(f"  {r.name}: {format_metrics(r.metrics)}")
+        if r.artifact.kind == "metrics":
             print(f"    all metrics: {r.artifact.path / 'metrics.json'}")
     print(f"summary: {path}")
     return path

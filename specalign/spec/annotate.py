@@ -67,20 +67,21 @@ class KeywordAnnotator:
     name = "keyword"
 
     def annotate(self, spec: Spec) -> dict[str, Annotation]:
-        leaves = {rule.section[-1] if rule.section else "" for rule in spec.rules}
-        return {
-            rule.id: self.annotate_rule(rule, several_sections=len(leaves) > 1)
-            for rule in spec.rules
-        }
+        return {rule.id: self.annotate_rule(rule) for rule in spec.rules}
 
-    def annotate_rule(self, rule: Rule, several_sections: bool = True) -> Annotation:
+    def annotate_rule(self, rule: Rule) -> Annotation:
         text = rule.text
         stage_scores = {stage: count(words, text) for stage, words in STAGE_WORDS.items()}
         best_stage = max(stage_scores, key=lambda s: (stage_scores[s], s == "response"))
-        family = slug(rule.section[-1]) if rule.section and several_sections else ""
-        if not family:
-            topical = [f for f, words in FAMILY_WORDS.items() if count(words, text)]
-            family = topical[0] if topical else "general"
+        # family: a subsection when the spec nests them; else a topic cluster of the wording
+        # (a family equal to the domain would make family diversity meaningless)
+        topical = [f for f, words in FAMILY_WORDS.items() if count(words, text)]
+        if len(rule.section) >= 2:
+            family = slug(rule.section[-1])
+        elif topical:
+            family = topical[0]
+        else:
+            family = slug(rule.section[0]) if rule.section else "general"
         priority = rule.priority or next(
             (level for level, words in PRIORITY_WORDS if count(words, text)), "low"
         )
