@@ -15,6 +15,7 @@ GROUPS = [
     "spec",
     "backbone",
     "synthesizer",
+    "annotator",
     "stage",
     "trainer",
     "eval",
