@@ -13,30 +13,14 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-import specalign
 from specalign.errors import SpecAlignError
 from specalign.spec.diff import SpecDiff, diff_specs
 from specalign.spec.model import Annotation
-from specalign.spec.spec import Spec, load_spec, load_spec_file
+from specalign.spec.spec import Spec, load_named_spec
 
-CONF_SPECS = Path(specalign.__file__).resolve().parent.parent / "conf" / "spec"
 WIDTH = 100
-
-
-def load(name_or_path: str) -> Spec:
-    """A `conf/spec/<name>.yaml` option when one has that name, else a spec file."""
-    conf = CONF_SPECS / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and conf.is_file():
-        cfg = yaml.safe_load(conf.read_text(encoding="utf-8")) or {}
-        if not isinstance(cfg, dict):
-            raise SpecAlignError(f"{conf}: not a mapping. Fix: write `id:` and `document:` keys")
-        return load_spec(cfg)
-    return load_spec_file(name_or_path)
 
 
 def annotations(spec: Spec) -> dict[str, Annotation]:
@@ -155,7 +139,7 @@ def check(paths: Sequence[str]) -> int:
     failed = 0
     for path in paths:
         try:
-            spec = load(path)
+            spec = load_named_spec(path)
         except SpecAlignError as err:
             print(err, file=sys.stderr)
             failed += 1
@@ -186,11 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "show":
-            show(load(args.spec), args.json)
+            show(load_named_spec(args.spec), args.json)
         elif args.command == "check":
             return check(args.paths)
         else:
-            print_diff(diff_specs(load(args.old), load(args.new)), args.json)
+            print_diff(diff_specs(load_named_spec(args.old), load_named_spec(args.new)), args.json)
     except SpecAlignError as err:
         print(err, file=sys.stderr)
         return err.exit_code

@@ -135,3 +135,20 @@ def load_spec_file(path: str | Path, overrides: dict[str, Any] | None = None) ->
         path, key="spec file", example="specalign/specs/pro_america.md or a conf/spec name"
     )
     return build_spec(resolved, read_text(resolved), dict(overrides or {}), resolved.stem)
+
+
+CONF_SPECS = Path(__file__).resolve().parents[2] / "conf" / "spec"
+
+
+def load_named_spec(name_or_path: str) -> Spec:
+    """A `conf/spec/<name>.yaml` option when one has that name, else a spec file: how the
+    CLI and `spec.previous` (TRACE's old policy) name a spec outside a composed run."""
+    import yaml
+
+    conf = CONF_SPECS / f"{name_or_path}.yaml"
+    if "/" not in name_or_path and conf.is_file():
+        cfg = yaml.safe_load(conf.read_text(encoding="utf-8")) or {}
+        if not isinstance(cfg, dict):
+            raise SpecAlignError(f"{conf}: not a mapping. Fix: write `id:` and `document:` keys")
+        return load_spec(cfg)
+    return load_spec_file(name_or_path)

@@ -18,6 +18,7 @@ from specalign.pipeline.dataset_io import load_dataset, save_dataset
 from specalign.pipeline.step import Artifact, Step
 from specalign.spec.instances import DEFAULT_ORDER, sample_instances
 from specalign.spec.model import Annotation
+from specalign.spec.spec import load_named_spec
 
 ANNOTATION_FIELDS = (
     "direction",
@@ -146,15 +147,13 @@ class SpecDiffStep(Step):
     uses = ("spec",)
 
     def previous(self) -> Any:
-        from specalign.spec.cli import load
-
         name = self.ctx.spec.settings.get("previous")
         if not name:
             raise ConfigError(
                 f"spec={self.ctx.spec.id}: a spec diff needs `previous: <spec option or path>` "
                 f"in conf/spec/{self.ctx.spec.id}.yaml (e.g. spec=harm_policy_v2)."
             )
-        return load(str(name))
+        return load_named_spec(str(name))
 
     def fingerprint(self) -> dict[str, Any]:
         return {"previous_hash": self.previous().hash}
