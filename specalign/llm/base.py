@@ -1,0 +1,133 @@
+"""The interface every backend implements, and the caching/budget logic they all share.
+
+Backends implement `_generate(chats, sampling)` (and `_score` where they can); callers use
+`generate` / `score`, which look every request up in the request cache first, send only
+the misses, store the answers, and charge the budget. A killed synthesis therefore resumes
+without repeating a call, and an identical re-run makes none.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from specalign.errors import SpecAlignError
+from specalign.llm.budget import Budget
+from specalign.llm.cache import RequestCache, request_key
+
+log = logging.getLogger(__name__)
+Chat = list[dict[str, str]]
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "max_new_tokens": 512,
+    "seed": 0,
+}
+
+
+class BudgetExceededError(SpecAlignError):
+    """A step's token or cost budget is spent; what was generated before is kept (cached)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str = "stop"  # "stop" | "length" | "error"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "cached"}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """log p(continuation | chat): the sum and each token's log-prob."""
+
+    total: float
+    tokens: list[float] = field(default_factory=list)
+
+
+class LLM:
+    """Base class: subclasses set `identity()` and implement `_generate` / `_score`."""
+
+    commit_every = 64  # requests per cache commit and budget check (see generate)
+
+    def __init__(
+        self,
+        *,
+        cache: RequestCache | None = None,
+        budget: Budget | dict[str, Any] | None = None,
+        sampling: dict[str, Any] | None = None,
+    ) -> None:
+        self.cache = cache
+        # a Budget, or its settings as they come from the synthesizer YAML
+        self.budget = budget if isinstance(budget, Budget) else Budget(**(budget or {}))
+        self.default_sampling = {**SAMPLING_DEFAULTS, **(sampling or {})}
+        self.calls = 0  # requests actually sent to the backend (cache misses)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two backends give the same answer (model, revision, ...): cache key."""
+        raise NotImplementedError
+
+    def _generate(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
+        raise NotImplementedError
+
+    def _score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
+        raise SpecAlignError(
+            f"{type(self).__name__} cannot score continuations; "
+            "use synthesizer=local (transformers) for log-prob scoring."
+        )
+
+    def sampling(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        return {**self.default_sampling, **(overrides or {})}
+
+    def generate(
+        self, chats: list[Chat], sampling: dict[str, Any] | None = None
+    ) -> list[Completion]:
+        """One completion per chat, from the cache where possible; order is kept."""
+        params = self.sampling(sampling)
+        keys = [request_key(self.identity(), "generate", chat, params) for chat in chats]
+        found = self.cache.get_many(keys) if self.cache is not None else {}
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        results: dict[int, Completion] = {
+            i: Completion(**found[key], cached=True) for i, key in enumerate(keys) if key in found
+        }
+        # chunks: the budget is checked, and answers are committed to the cache, after
+        # every `commit_every` requests, so a kill loses at most one chunk of work
+        for start in range(0, len(missing), self.commit_every):
+            chunk = missing[start : start + self.commit_every]
+            self.budget.check()
+            fresh = self._generate([chats[i] for i in chunk], params)
+            self.calls += len(chunk)
+            for i, completion in zip(chunk, fresh, strict=True):
+                results[i] = completion
+                self.budget.charge(completion.prompt_tokens, completion.completion_tokens)
+            if self.cache is not None:
+                self.cache.put_many(
+                    {
+                        keys[i]: results[i].to_dict()
+                        for i in chunk
+                        if results[i].finish_reason != "error"
+                    }
+                )
+        return [results[i] for i in range(len(chats))]
+
+    def score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
+        """log p(continuation | chat, assistant turn started) for each pair."""
+        keys = [
+            request_key(self.identity(), "score", chat, {"continuation": cont})
+            for chat, cont in zip(chats, continuations, strict=True)
+        ]
+        found = self.cache.get_many(keys) if self.cache is not None else {}
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        results = {i: Scored(**found[key]) for i, key in enumerate(keys) if key in found}
+        if missing:
+            fresh = self._score([chats[i] for i in missing], [continuations[i] for i in missing])
+            self.calls += len(missing)
+            results.update(zip(missing, fresh, strict=True))
+            if self.cache is not None:
+                self.cache.put_many({keys[i]: asdict(results[i]) for i in missing})
+        return [results[i] for i in range(len(chats))]

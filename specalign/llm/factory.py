@@ -1,0 +1,28 @@
+"""Build the run's LLM from the `synthesizer` group: the class it names, plus what only a
+run knows (the backbone, the shared request cache under paths.cache, the step's budget)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+
+from specalign.llm.base import LLM
+from specalign.llm.budget import Budget
+from specalign.llm.cache import RequestCache
+
+REQUEST_CACHE = "requests.sqlite"
+
+
+def build_llm(ctx: Any, section: str = "synthesizer") -> LLM:
+    """One backend per call; each step gets its own budget (token accounting per step)."""
+    cfg = dict(ctx.section(section))
+    cls = get_class(cfg["_target_"])
+    budget = Budget(**(cfg.pop("budget", None) or {}))  # a fresh one: accounting per step
+    extra: dict[str, Any] = {"cache": RequestCache(ctx.cache_dir / REQUEST_CACHE), "budget": budget}
+    if "backbone" in inspect.signature(cls).parameters:
+        extra["backbone"] = ctx.backbone
+    # a partial, called with the live objects: instantiate() would turn a dataclass kwarg
+    # (the Budget) into a config node
+    return instantiate(cfg, _partial_=True, _convert_="all")(**extra)

@@ -1,0 +1,69 @@
+"""Structured output: ask for JSON, validate it, retry with the error, count rejects.
+
+Small models and busy servers return junk now and then; a synthesis over thousands of
+requests must not die on one. Each round sends only the still-invalid requests (batched),
+with the previous reply and the validation error appended, and after `max_attempts` a
+request is recorded as a reject (None) for the caller to count and handle.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Chat = list[dict[str, str]]
+
+
+@dataclass
+class StructuredStats:
+    retries: int = 0
+    rejects: list[int] = field(default_factory=list)  # indexes of requests with no valid reply
+    errors: dict[int, str] = field(default_factory=dict)  # last validation error of each reject
+
+
+def json_object(reply: str) -> dict[str, Any]:
+    """The first {...} block of a reply (models wrap JSON in prose or code fences)."""
+    match = re.search(r"\{.*\}", reply, flags=re.DOTALL)
+    if not match:
+        raise ValueError("no JSON object in the reply")
+    return json.loads(match.group(0))
+
+
+def generate_json(
+    llm: Any,
+    chats: list[Chat],
+    validate: Callable[[dict[str, Any]], Any],
+    *,
+    max_attempts: int = 3,
+    sampling: dict[str, Any] | None = None,
+) -> tuple[list[Any | None], StructuredStats]:
+    """`validate(json_dict)` returns the parsed value or raises ValueError with the reason."""
+    stats = StructuredStats()
+    conversations = [list(chat) for chat in chats]
+    results: list[Any | None] = [None] * len(chats)
+    pending = list(range(len(chats)))
+    for attempt in range(1, max_attempts + 1):
+        if not pending:
+            break
+        replies = llm.generate([conversations[i] for i in pending], sampling)
+        still: list[int] = []
+        for i, reply in zip(pending, replies, strict=True):
+            text = getattr(reply, "text", reply)
+            try:
+                results[i] = validate(json_object(text))
+            except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
+                stats.errors[i] = str(err)
+                still.append(i)
+                if attempt < max_attempts:
+                    stats.retries += 1
+                    conversations[i] += [
+                        {"role": "assistant", "content": text},
+                        {"role": "user", "content": f"Invalid: {err}. Reply with only the JSON."},
+                    ]
+        pending = still
+    stats.rejects = pending
+    stats.errors = {i: stats.errors[i] for i in pending}
+    return results, stats
