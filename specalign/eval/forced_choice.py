@@ -48,7 +48,7 @@ class ForcedChoiceEval:
         return items
 
     def evaluate(self, model: Any, tokenizer: Any, backbone: Any) -> tuple[dict, list[dict]]:
-        from specalign.eval.scoring import continuation_logprobs  # torch: run time only
+        from specalign.llm.scoring import continuation_logprobs  # torch: run time only
 
         items = self.load_items()
         prompts, options = [], []

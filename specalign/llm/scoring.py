@@ -3,6 +3,7 @@
 Left padding puts every continuation at the end of its row, so the LM head runs only on the
 last `max continuation + 1` positions (`logits_to_keep`): with a 49k vocabulary, full
 logits would dominate CPU time. Rows are sorted by length so batches pad little.
+Shared by the forced-choice eval and `HFBackend.score`, so both measure the same quantity.
 """
 
 from __future__ import annotations
