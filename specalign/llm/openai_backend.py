@@ -1,0 +1,242 @@
+"""Any OpenAI-compatible chat-completions server: vLLM / SGLang servers or a hosted provider.
+
+Requests run concurrently (bounded by `max_concurrency` and paced by `requests_per_minute`)
+and are retried on what a busy server does under load: 429s, 5xx, timeouts, dropped
+connections and truncated bodies. A request that still fails becomes an "error" completion
+(never cached) so one bad prompt does not kill a synthesis; the counters `retries`,
+`retry_reasons` and `failures` say how rough the run was.
+
+The API key is read from the environment variable named by `api_key_env` at request time
+and sent only in the Authorization header: it is never stored, logged or part of the cache
+key, so caches can be shared and logs uploaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import httpx
+from tqdm.auto import tqdm
+
+from specalign.errors import SpecAlignError
+from specalign.llm.base import LLM, Chat, Completion
+from specalign.llm.budget import Budget
+from specalign.llm.cache import RequestCache
+from specalign.llm.rate_limit import RateLimiter, full_jitter, parse_retry_after
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PROGRESS_MIN_REQUESTS = 20  # below this a progress bar is noise
+# Status codes that mean the configuration is wrong: every request would fail the same way.
+FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not found"}
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way another attempt may not (load, truncation, ...)."""
+
+    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Rejected(Exception):
+    """The server refused this request itself (e.g. 400 prompt too long): retrying is futile."""
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, also from inside a running loop (notebooks): then on a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class OpenAIBackend(LLM):
+    """Generation through `POST {base_url}/chat/completions`; cannot score log-probs."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str = "http://localhost:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 16,
+        requests_per_minute: int = 600,
+        timeout_s: float = 120,
+        max_retries: int = 6,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        cache: RequestCache | None = None,
+        budget: Budget | None = None,
+        sampling: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(cache=cache, budget=budget, sampling=sampling)
+        if int(max_concurrency) < 1:
+            raise SpecAlignError(f"synthesizer.max_concurrency must be >= 1, got {max_concurrency}")
+        if int(max_retries) < 0:
+            raise SpecAlignError(f"synthesizer.max_retries must be >= 0, got {max_retries}")
+        if float(requests_per_minute) <= 0:
+            raise SpecAlignError(
+                f"synthesizer.requests_per_minute must be positive, got {requests_per_minute}"
+            )
+        self.model = str(model)
+        self.base_url = str(base_url).rstrip("/")
+        self.api_key_env = str(api_key_env)  # the variable's *name*; its value is never kept
+        self.max_concurrency = int(max_concurrency)
+        self.requests_per_minute = float(requests_per_minute)
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.retries = 0
+        self.retry_reasons: Counter[str] = Counter()
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "openai", "base_url": self.base_url, "model": self.model}
+
+    def _generate(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
+        return run_sync(self._generate_all(chats, sampling))
+
+    async def _generate_all(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        limiter = RateLimiter(self.requests_per_minute)
+        limits = httpx.Limits(
+            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+        )
+        progress = tqdm(
+            total=len(chats),
+            desc=f"{self.model} requests",
+            unit="req",
+            disable=len(chats) <= PROGRESS_MIN_REQUESTS,
+        )
+
+        async def one(client: httpx.AsyncClient, chat: Chat) -> Completion:
+            try:
+                return await self._complete(client, semaphore, limiter, chat, sampling)
+            finally:
+                progress.update(1)
+
+        try:
+            # The TaskGroup cancels the siblings when one raises (a fatal 401/404).
+            async with (
+                httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client,
+                asyncio.TaskGroup() as group,
+            ):
+                tasks = [group.create_task(one(client, chat)) for chat in chats]
+        except* Exception as errors:  # the first cause, not an ExceptionGroup, for the app
+            raise errors.exceptions[0] from None
+        finally:
+            progress.close()
+        return [task.result() for task in tasks]
+
+    def _payload(self, chat: Chat, sampling: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": chat,
+            "temperature": sampling["temperature"],
+            "top_p": sampling["top_p"],
+            "max_tokens": sampling["max_new_tokens"],
+        }
+        if sampling.get("seed") is not None:
+            payload["seed"] = sampling["seed"]
+        return payload
+
+    def _headers(self) -> dict[str, str]:
+        """Read the key now (not at construction): it is never an attribute of the backend."""
+        key = os.environ.get(self.api_key_env)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _redact(self, text: str) -> str:
+        """Servers sometimes echo the key in error bodies; never let it reach a log or error."""
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "***") if key else text
+
+    async def _complete(
+        self,
+        client: httpx.AsyncClient,
+        semaphore: asyncio.Semaphore,
+        limiter: RateLimiter,
+        chat: Chat,
+        sampling: dict[str, Any],
+    ) -> Completion:
+        """One chat, retried with backoff; an "error" completion when it keeps failing."""
+        payload = self._payload(chat, sampling)
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                async with semaphore:
+                    await limiter.acquire()
+                    response = await client.post(self.url, json=payload, headers=self._headers())
+                return self._parse(response)
+            except _Retryable as err:
+                reason, retry_after, last = err.reason, err.retry_after, str(err)
+            except httpx.TimeoutException:
+                reason, last = "timeout", f"no answer within {self.timeout_s}s"
+            except httpx.TransportError as err:
+                reason, last = "connection", type(err).__name__
+            except _Rejected as err:
+                last = str(err)
+                break
+            if attempt == self.max_retries:
+                break
+            self.retries += 1
+            self.retry_reasons[reason] += 1
+            delay = retry_after
+            if delay is None:
+                delay = full_jitter(attempt, self.backoff_base_s, self.backoff_max_s)
+            log.debug("retrying request (%s, attempt %d) in %.2fs", reason, attempt + 1, delay)
+            await asyncio.sleep(delay)
+        self.failures += 1
+        log.warning("request to %s failed (%s); recorded as an error completion", self.url, last)
+        return Completion(text="", finish_reason="error")
+
+    def _parse(self, response: httpx.Response) -> Completion:
+        """A Completion from a 2xx answer; raises _Retryable / _Rejected / SpecAlignError."""
+        status = response.status_code
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise _Retryable("rate_limit", "HTTP 429", retry_after)
+        if status >= 500:
+            raise _Retryable("server_error", f"HTTP {status}")
+        if status in FATAL_STATUS:
+            raise SpecAlignError(
+                f"{self.url} answered {status} ({FATAL_STATUS[status]}): "
+                f"{self._redact(response.text[:300])!r}. Check synthesizer.base_url, "
+                f"synthesizer.model ({self.model!r}) and that ${self.api_key_env} holds a valid "
+                "key (unset for servers without authentication)."
+            )
+        if status >= 400:
+            raise _Rejected(f"HTTP {status}: {self._redact(response.text[:300])!r}")
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            text = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as err:
+            raise _Retryable("malformed", f"malformed body ({type(err).__name__})") from None
+        if not isinstance(text, str):
+            raise _Retryable("malformed", "message.content is not a string")
+        usage = body.get("usage") or {}
+        return Completion(
+            text=text,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
