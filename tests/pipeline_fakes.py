@@ -63,7 +63,9 @@ class SlowCounter(Step):
         while done < int(self.settings["total"]):
             time.sleep(float(self.settings.get("pause", 0.05)))
             done += 1
-            progress.write_text(json.dumps({"ticks": done}))
+            tmp = progress.with_suffix(".tmp")  # atomic, like a real checkpoint: never half-read
+            tmp.write_text(json.dumps({"ticks": done}))
+            os.replace(tmp, progress)
         (out / "partial.txt").unlink()
         (out / "count.txt").write_text(str(done))
         return {"ticks": done, "resumed_at": resumed_at}

@@ -44,9 +44,10 @@ def test_annotation_key_follows_spec_and_annotator_not_the_rest(cfg_factory):
     assert key("spec=pro_affordability") != base  # same rules, other rationales: other hash
 
 
-def test_llm_annotator_without_llm_backend_fails_at_plan_time(cfg_factory):
+def test_llm_annotator_with_unknown_backend_fails_at_plan_time(cfg_factory):
+    overrides = ("stage=instances", "annotator=llm", "synthesizer._target_=specalign.llm.no.Such")
     with pytest.raises(StepNotImplementedError, match="annotator=llm: not implemented yet"):
-        build_plan(RunContext(cfg_factory("stage=instances", "annotator=llm")))
+        build_plan(RunContext(cfg_factory(*overrides)))
 
 
 def test_spec_diff_step_matches_the_harm_policy_shift(cfg_factory, tmp_path):

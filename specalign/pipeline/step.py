@@ -55,6 +55,11 @@ class Step:
         if self.tracking is not None and rows:
             self.tracking.log_table(name, rows)
 
+    def estimate(self) -> dict[str, Any] | None:
+        """What running this step would spend (LLM calls, tokens), for `dry_run=true`; None
+        for steps that call no LLM."""
+        return None
+
     def fingerprint(self) -> dict[str, Any]:
         """Extra key material beyond config and inputs, e.g. hashes of files the step reads."""
         return {}

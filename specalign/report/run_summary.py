@@ -21,6 +21,9 @@ def print_plan(plan: Plan, states: list[tuple[PlannedStep, bool]], store: Artifa
         inputs = ", ".join(f"{slot}<-{src}" for slot, src in planned.inputs.items()) or "-"
         state = "cached" if cached else "to run"
         print(f"  {planned.name:<{width}}  {planned.key}  {state:<7} inputs: {inputs}")
+        estimate = None if cached else planned.step.estimate()
+        if estimate:
+            print(f"  {'':<{width}}  would spend: {format_metrics(estimate)}")
     todo = sum(not cached for _, cached in states)
     print(f"{todo} of {len(states)} steps to run.")
 

@@ -10,7 +10,6 @@ fields as JSON, validates them, retries with the validation error, and counts re
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -122,6 +121,18 @@ interaction the rule applies); "domain": 1-3 word topic; "family": 1-3 word clus
 related rules; "priority": one of {priorities}; "has_exception": true or false;
 "specificity": a number from 0 (broad principle) to 1 (narrow concrete rule)."""
 
+
+def prompt(rule: Rule) -> str:
+    return PROMPT.format(
+        id=rule.id,
+        section=" > ".join(rule.section) or "-",
+        text=rule.text,
+        rationale=rule.rationale or "-",
+        exception=rule.exception or "-",
+        priorities=", ".join(PRIORITIES),
+    )
+
+
 FIELDS: dict[str, Callable[[Any], bool]] = {
     "direction": lambda v: v in ("do", "dont"),
     "stage": lambda v: v in ("request", "response", "conversation"),
@@ -133,16 +144,12 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def validate(reply: str) -> dict[str, Any]:
-    """The JSON object in `reply`, checked field by field; ValueError says what is wrong."""
-    match = re.search(r"\{.*\}", reply, flags=re.DOTALL)
-    if not match:
-        raise ValueError("no JSON object in the reply")
-    data = json.loads(match.group(0))
+def validate(data: dict[str, Any]) -> dict[str, Any]:
+    """The annotation fields of a JSON reply, checked one by one; ValueError says which."""
     bad = [name for name, ok in FIELDS.items() if name not in data or not ok(data[name])]
     if bad:
         raise ValueError(f"missing or invalid fields: {bad}")
-    return data
+    return {name: data[name] for name in FIELDS}
 
 
 class LLMAnnotator:
@@ -150,50 +157,50 @@ class LLMAnnotator:
 
     name = "llm"
 
-    def __init__(self, llm: TextGenerator, max_attempts: int = 3, temperature: float = 0.0):
+    def __init__(
+        self,
+        llm: TextGenerator,
+        max_attempts: int = 3,
+        temperature: float = 0.0,
+        max_new_tokens: int = 256,
+    ) -> None:
         self.llm = llm
         self.max_attempts = max_attempts
-        self.sampling = {"temperature": temperature, "max_new_tokens": 256}
+        self.sampling = {"temperature": temperature, "max_new_tokens": max_new_tokens}
         self.rejects: list[str] = []
         self.retries = 0
 
     def annotate(self, spec: Spec) -> dict[str, Annotation]:
         fallback = KeywordAnnotator().annotate(spec)
-        return {rule.id: self.annotate_rule(rule, fallback[rule.id]) for rule in spec.rules}
+        return self.annotate_rules(list(spec.rules), fallback)
 
     def annotate_rule(self, rule: Rule, fallback: Annotation) -> Annotation:
-        chat = [
-            {
-                "role": "user",
-                "content": PROMPT.format(
-                    id=rule.id,
-                    section=" > ".join(rule.section) or "-",
-                    text=rule.text,
-                    rationale=rule.rationale or "-",
-                    exception=rule.exception or "-",
-                    priorities=", ".join(PRIORITIES),
-                ),
-            }
-        ]
-        for attempt in range(1, self.max_attempts + 1):
-            reply = self.llm.generate([chat], self.sampling)[0]
-            text = getattr(reply, "text", reply)
-            try:
-                data = validate(text)
-            except (ValueError, json.JSONDecodeError) as err:
-                if attempt < self.max_attempts:
-                    self.retries += 1
-                    chat = [
-                        *chat,
-                        {"role": "assistant", "content": text},
-                        {"role": "user", "content": f"Invalid: {err}. Reply with the JSON."},
-                    ]
-                continue
-            return Annotation(rule_id=rule.id, annotator=self.name, **{k: data[k] for k in FIELDS})
-        log.warning(
-            "rule %s: no valid annotation after %d attempts; keyword tags used",
-            rule.id,
-            self.max_attempts,
+        return self.annotate_rules([rule], {rule.id: fallback})[rule.id]
+
+    def annotate_rules(
+        self, rules: list[Rule], fallback: dict[str, Annotation]
+    ) -> dict[str, Annotation]:
+        """All rules in one batched request per attempt; only the invalid ones are retried."""
+        from specalign.llm.structured import generate_json
+
+        chats = [[{"role": "user", "content": prompt(rule)}] for rule in rules]
+        values, stats = generate_json(
+            self.llm, chats, validate, max_attempts=self.max_attempts, sampling=self.sampling
         )
-        self.rejects.append(rule.id)
-        return fallback
+        self.retries += stats.retries
+        done: dict[str, Annotation] = {}
+        for rule, value in zip(rules, values, strict=True):
+            if value is None:
+                self.rejects.append(rule.id)
+                done[rule.id] = fallback[rule.id]
+            else:
+                done[rule.id] = Annotation(rule_id=rule.id, annotator=self.name, **value)
+        if stats.rejects:
+            log.warning(
+                "%d rule(s) without a valid LLM annotation after %d attempts; keyword tags "
+                "used: %s",
+                len(stats.rejects),
+                self.max_attempts,
+                [rules[i].id for i in stats.rejects],
+            )
+        return done

@@ -50,12 +50,36 @@ class AnnotateRules(Step):
                     "(specalign.llm). Use annotator=keyword for now."
                 ) from err
 
+    def estimate(self) -> dict[str, Any] | None:
+        """First-attempt calls and an upper bound on tokens (prompt ~4 chars per token)."""
+        cfg = self.ctx.section("annotator")
+        if "llm" not in cfg:
+            return None
+        from specalign.spec.annotate import prompt
+
+        rules = self.ctx.spec.rules
+        prompt_tokens = sum(len(prompt(rule)) // 4 for rule in rules)
+        completion = len(rules) * int(cfg.get("max_new_tokens", 256))
+        return {
+            "llm_calls": len(rules),
+            "max_llm_calls": len(rules) * cfg["max_attempts"],
+            "prompt_tokens~": prompt_tokens,
+            "max_completion_tokens": completion,
+        }
+
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         from datasets import Dataset
 
         spec = self.ctx.spec
+        cfg = self.ctx.section("annotator")
+        llm = None
+        if "llm" in cfg:  # the LLM comes from the factory: backbone, request cache, budget
+            from specalign.llm.factory import build_llm
+
+            llm = build_llm(self.ctx)
+            cfg = {k: v for k, v in cfg.items() if k != "llm"}
         try:
-            annotator = instantiate(self.ctx.cfg.annotator, _convert_="all")
+            annotator = instantiate(cfg, **({"llm": llm} if llm is not None else {}))
         except InstantiationException as err:
             raise StepNotImplementedError(f"annotator: cannot be built: {err}") from err
         annotations = annotator.annotate(spec)
@@ -83,6 +107,7 @@ class AnnotateRules(Step):
             "families": len({row["family"] for row in rows}),
             "rejects": len(getattr(annotator, "rejects", [])),
             "retries": getattr(annotator, "retries", 0),
+            **({"llm_calls": llm.calls, **llm.budget.summary()} if llm is not None else {}),
         }
 
 
