@@ -29,10 +29,13 @@ class EvalStep(Step):
         }
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
+        import torch
+
         from specalign.train.model_artifact import load_model  # peft/transformers: run time only
 
         backbone = self.ctx.backbone
-        model = load_model(backbone, inputs.get("model")).eval()
+        device_map = "cuda:0" if torch.cuda.is_available() else None  # one GPU if present
+        model = load_model(backbone, inputs.get("model"), device_map=device_map).eval()
         tokenizer = backbone.load_tokenizer()
         metrics: dict[str, Any] = {}
         for name, evaluator in self.evaluators().items():

@@ -71,7 +71,11 @@ class HFBackend(LLM):
     @cached_property
     def model(self) -> Any:
         """Loaded on first use: building a backend (e.g. to plan or hit the cache) stays cheap."""
-        return self.backbone.load_model().eval()
+        import torch
+
+        # one GPU when there is one (vLLM is the multi-GPU path), else the CPU
+        device_map = "cuda:0" if torch.cuda.is_available() else None
+        return self.backbone.load_model(device_map=device_map).eval()
 
     def render(self, chat: Chat) -> str:
         """The chat as the prompt text, the assistant's turn opened."""
