@@ -92,6 +92,8 @@ class OpenAIBackend(LLM):
         self.base_url = str(base_url).rstrip("/")
         self.api_key_env = str(api_key_env)  # the variable's *name*; its value is never kept
         self.max_concurrency = int(max_concurrency)
+        # a cache-commit chunk must not cap concurrency: several rounds of requests per chunk
+        self.commit_every = max(type(self).commit_every, 4 * self.max_concurrency)
         self.requests_per_minute = float(requests_per_minute)
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
