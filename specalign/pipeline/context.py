@@ -3,7 +3,7 @@ and the tracker. Built once per run (and per sweep member); heavy parts load laz
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from specalign.spec import Spec, load_spec
 class RunContext:
     cfg: DictConfig
     run_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def root(self) -> Path:

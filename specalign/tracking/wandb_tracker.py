@@ -24,9 +24,6 @@ class WandbStepRun:
         self.run = run
         self.run_id: str = run.id
 
-    def log(self, data: dict[str, Any]) -> None:
-        self.run.log(data)
-
     def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Rows as a W&B table; lists and dicts become JSON text so every cell renders."""
         import json

@@ -54,12 +54,9 @@ def training_kwargs(
 
 def last_checkpoint(output_dir: Path) -> str | None:
     """The newest `checkpoint-N` a killed run left behind, to resume from."""
-    if not output_dir.is_dir():
-        return None
-    checkpoints = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    if not checkpoints:
-        return None
-    return str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1])))
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
 
 
 def loss_history(log_history: list[dict[str, Any]]) -> list[float]:
