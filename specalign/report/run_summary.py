@@ -57,6 +57,7 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
             for r in results
         ],
     }
+    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nexperiment {cfg.name}: {len(results)} steps")

@@ -65,7 +65,7 @@ class SFTStep(Step):
 
         from specalign.pipeline.dataset_io import load_dataset
         from specalign.train.model_artifact import describe, load_model, save_model
-        from specalign.train.training_args import last_checkpoint, loss_history, training_kwargs
+        from specalign.train.training_args import loss_history, resume_checkpoint, training_kwargs
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
         start = inputs.get("model")
@@ -102,7 +102,7 @@ class SFTStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        resume = last_checkpoint(checkpoints)
+        resume = resume_checkpoint(str(self.ctx.cfg.resume), checkpoints)
         if resume:
             log.info("resuming from %s", resume)
         result = trainer.train(resume_from_checkpoint=resume)

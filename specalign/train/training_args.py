@@ -52,6 +52,29 @@ def training_kwargs(
     return kwargs
 
 
+RESUME_MODES = ("auto", "never", "must")
+
+
+def resume_checkpoint(mode: str, output_dir: Path) -> str | None:
+    """The checkpoint a training step starts from, by `resume=`: `auto` the newest one a
+    killed run left (if any), `never` none (the old checkpoints are deleted), `must` the
+    newest one or an error (to be sure a long run is continued, not restarted)."""
+    if mode not in RESUME_MODES:
+        raise ConfigError(f"resume={mode}: choose one of {', '.join(RESUME_MODES)}.")
+    if mode == "never":
+        import shutil
+
+        shutil.rmtree(output_dir, ignore_errors=True)
+        return None
+    last = last_checkpoint(output_dir)
+    if mode == "must" and last is None:
+        raise ConfigError(
+            f"resume=must, but there is no checkpoint in {output_dir}. "
+            "Fix: resume=auto to start (or continue) the step."
+        )
+    return last
+
+
 def last_checkpoint(output_dir: Path) -> str | None:
     """The newest `checkpoint-N` a killed run left behind, to resume from."""
     from transformers.trainer_utils import get_last_checkpoint

@@ -1,0 +1,99 @@
+"""Training-step guarantees on the tiny random backbone: resume equivalence, invariance to
+how a batch is split across accumulation steps, and the resume= modes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import cli_command, cli_env
+from safetensors.torch import load_file
+
+from specalign.app import run
+from specalign.errors import ConfigError
+
+TINY_SFT = (
+    "backbone=tiny_random",
+    "trainer.adapter.lora_dropout=0.0",  # dropout would make runs differ by batch layout
+    "trainer.args.learning_rate=1e-3",
+    "stage.steps.sft.args.num_train_epochs=1",
+)
+
+
+def adapter(result_path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(result_path / "adapter" / "adapter_model.safetensors"))
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float):
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= atol, f"weights differ by {worst}"
+
+
+def sft_artifact(results) -> Path:
+    return next(r.artifact.path for r in results if r.name == "sft")
+
+
+def test_killed_training_resumes_to_the_same_weights(cfg_factory, tmp_path):
+    steps = (
+        "trainer.args.max_steps=6",
+        "trainer.args.save_steps=2",
+        "trainer.args.per_device_train_batch_size=4",
+    )
+    straight = sft_artifact(run(cfg_factory(*TINY_SFT, *steps), tmp_path / "straight"))
+
+    root = tmp_path / "killed"
+    cmd = cli_command(root, *TINY_SFT, *steps, "logger=none")
+    proc = subprocess.Popen(
+        cmd,
+        env=cli_env(root),
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not list(root.glob("store/sft/.work/*/checkpoints/checkpoint-2/trainer_state.json")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.1)
+    time.sleep(0.5)  # let the checkpoint finish writing its last file
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(root.glob("store/sft/*/manifest.json")), "a killed step left an artifact"
+
+    resumed = run(cfg_factory(*TINY_SFT, *steps, f"paths.root={root}"), root)
+    sft = next(r for r in resumed if r.name == "sft")
+    assert sft.metrics["resumed_from_checkpoint"] is True
+    assert_same_weights(adapter(sft.artifact.path), adapter(straight), atol=1e-5)
+
+
+def test_batch_4_x_accum_1_matches_batch_1_x_accum_4(cfg_factory, tmp_path):
+    one_step = ("trainer.args.max_steps=2",)
+    big = run(
+        cfg_factory(
+            *TINY_SFT,
+            *one_step,
+            "trainer.args.per_device_train_batch_size=4",
+            "trainer.args.gradient_accumulation_steps=1",
+        ),
+        tmp_path / "a",
+    )
+    small = run(
+        cfg_factory(
+            *TINY_SFT,
+            *one_step,
+            "trainer.args.per_device_train_batch_size=1",
+            "trainer.args.gradient_accumulation_steps=4",
+        ),
+        tmp_path / "b",
+    )
+    assert_same_weights(adapter(sft_artifact(big)), adapter(sft_artifact(small)), atol=1e-4)
+
+
+def test_resume_must_without_checkpoint_fails_with_the_fix(cfg_factory, tmp_path):
+    with pytest.raises(ConfigError, match="resume=must, but there is no checkpoint"):
+        run(cfg_factory(*TINY_SFT, "trainer.args.max_steps=1", "resume=must"), tmp_path)
