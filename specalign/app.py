@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from specalign.errors import SpecAlignError
-from specalign.pipeline import ArtifactStore, RunContext, build_plan, run_plan
+from specalign.pipeline import ArtifactStore, RunContext, build_plan, distributed, run_plan
 from specalign.pipeline.runner import status
 from specalign.report.run_summary import print_plan, write_summary
 
@@ -25,6 +25,9 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 def run(cfg: DictConfig, run_dir: Path | None) -> list:
     """Compose-time work done: plan the stage, then run it (or only print the plan)."""
+    distributed.init()  # torchrun: join the process group before any barrier
+    if not distributed.is_main():
+        logging.getLogger("specalign").setLevel(logging.WARNING)  # rank 0 tells the story
     ctx = RunContext(cfg, run_dir=run_dir)
     plan = build_plan(ctx)
     store = ArtifactStore(ctx.store_dir)
@@ -41,7 +44,7 @@ def run(cfg: DictConfig, run_dir: Path | None) -> list:
         store.root,
     )
     results = run_plan(plan, ctx)
-    if run_dir is not None:
+    if run_dir is not None and distributed.is_main():
         write_summary(cfg, results, run_dir)
     return results
 

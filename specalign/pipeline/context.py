@@ -42,6 +42,12 @@ class RunContext:
 
     @cached_property
     def tracker(self) -> Any:
+        """The logger group's tracker on rank 0; the others of a multi-process run log nothing."""
+        from specalign.pipeline import distributed
+        from specalign.tracking.null_tracker import NullTracker
+
+        if not distributed.is_main():
+            return NullTracker()
         return instantiate(self.cfg.logger, _convert_="all")
 
     def section(self, name: str) -> Any:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from specalign.pipeline import distributed
 from specalign.pipeline.context import RunContext
 from specalign.pipeline.manifest import git_sha, package_versions
 from specalign.pipeline.plan import Plan, PlannedStep
@@ -56,36 +59,88 @@ def run_plan(plan: Plan, ctx: RunContext) -> list[StepResult]:
 def run_step(
     planned: PlannedStep, store: ArtifactStore, ctx: RunContext, inputs: dict[str, Artifact]
 ) -> StepResult:
+    if distributed.world_size() > 1:
+        return run_step_on_ranks(planned, store, ctx, inputs)
     name, key, kind = planned.name, planned.key, planned.produces
     cached = store.get(name, kind, key)
     if cached is not None:
-        return StepResult(name, cached, True, 0.0, cached.manifest.get("metrics", {}))
+        return reused(cached)
     with store.lock(name, key):
         cached = store.get(name, kind, key)  # another process may have finished it meanwhile
         if cached is not None:
-            return StepResult(name, cached, True, 0.0, cached.manifest.get("metrics", {}))
-        log.info("running %s (%s) -> %s", name, key, store.path(name, key))
+            return reused(cached)
         out, work = store.prepare(name, key)
-        started = time.time()
-        with ctx.tracker.step_run(ctx, planned) as tracking:
-            planned.step.tracking = tracking
-            metrics = planned.step.run(inputs, out, work) or {}
-            seconds = time.time() - started
-            manifest = {
-                "key": key,
-                "step": name,
-                "kind": kind,
-                "stage": ctx.cfg.stage.name,
-                "experiment": ctx.cfg.name,
-                "key_material": planned.material,
-                "inputs": {slot: {"step": a.step, "key": a.key} for slot, a in inputs.items()},
-                "spec_hashes": lineage_spec_hashes(planned, inputs),
-                "versions": package_versions(),
-                "git_sha": git_sha(),
-                "timings": {"started": started, "seconds": round(seconds, 3)},
-                "tracker_run_id": tracking.run_id,
-                "metrics": metrics,
-            }
-            tracking.finish(metrics, manifest)
+        metrics, manifest, seconds = execute(planned, store, ctx, inputs, out, work)
         artifact = store.commit(name, kind, key, manifest)
     return StepResult(name, artifact, False, seconds, metrics)
+
+
+def reused(artifact: Artifact) -> StepResult:
+    return StepResult(artifact.step, artifact, True, 0.0, artifact.manifest.get("metrics", {}))
+
+
+def execute(
+    planned: PlannedStep,
+    store: ArtifactStore,
+    ctx: RunContext,
+    inputs: dict[str, Artifact],
+    out: Path,
+    work: Path,
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Run the step into `out` inside its tracker run; returns (metrics, manifest, seconds)."""
+    name, key = planned.name, planned.key
+    log.info("running %s (%s) -> %s", name, key, store.path(name, key))
+    started = time.time()
+    with ctx.tracker.step_run(ctx, planned) as tracking:
+        planned.step.tracking = tracking
+        metrics = planned.step.run(inputs, out, work) or {}
+        seconds = time.time() - started
+        manifest = {
+            "key": key,
+            "step": name,
+            "kind": planned.produces,
+            "stage": ctx.cfg.stage.name,
+            "experiment": ctx.cfg.name,
+            "key_material": planned.material,
+            "inputs": {slot: {"step": a.step, "key": a.key} for slot, a in inputs.items()},
+            "spec_hashes": lineage_spec_hashes(planned, inputs),
+            "versions": package_versions(),
+            "git_sha": git_sha(),
+            "timings": {"started": started, "seconds": round(seconds, 3)},
+            "world_size": distributed.world_size(),
+            "tracker_run_id": tracking.run_id,
+            "metrics": metrics,
+        }
+        tracking.finish(metrics, manifest)
+    return metrics, manifest, seconds
+
+
+def run_step_on_ranks(
+    planned: PlannedStep, store: ArtifactStore, ctx: RunContext, inputs: dict[str, Artifact]
+) -> StepResult:
+    """torchrun / accelerate: rank 0 decides, locks and commits; training runs on all ranks,
+    everything else on rank 0 while the others wait at a barrier."""
+    import torch.distributed as dist
+
+    name, key, kind = planned.name, planned.key, planned.produces
+    main = distributed.is_main()
+    decision = [store.get(name, kind, key) is not None if main else None]
+    dist.broadcast_object_list(decision, src=0)
+    if decision[0]:
+        return reused(store.get(name, kind, key))
+    ran = None
+    with ExitStack() as held:
+        if main:
+            held.enter_context(store.lock(name, key))
+            store.prepare(name, key)
+        distributed.barrier()  # the others wait for a prepared work directory
+        work = store.work_dir(name, key)
+        if planned.step.all_ranks or main:
+            ran = execute(planned, store, ctx, inputs, work / "out", work)
+        distributed.barrier()  # every rank has finished the step
+        if main and ran is not None:
+            store.commit(name, kind, key, ran[1])
+        distributed.barrier()  # committed, visible to every rank
+    artifact = store.get(name, kind, key)
+    seconds = ran[2] if ran is not None else 0.0
+    return StepResult(name, artifact, False, seconds, artifact.manifest.get("metrics", {}))

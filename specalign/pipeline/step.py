@@ -36,6 +36,8 @@ class Step:
                ("backbone", "trainer", "eval", "seed", "spec"); only these enter its key,
                so logging or path settings never invalidate an artifact.
     version:   bump when the step's code changes what it produces for the same inputs.
+    all_ranks: runs on every rank of a multi-process run (training steps); other steps
+               run on rank 0 only (see specalign/pipeline/distributed.py).
     """
 
     consumes: ClassVar[tuple[str, ...]] = ()
@@ -43,6 +45,7 @@ class Step:
     produces: ClassVar[str] = "dataset"
     uses: ClassVar[tuple[str, ...]] = ()
     version: ClassVar[int] = 1
+    all_ranks: ClassVar[bool] = False  # True: runs on every rank (training); else rank 0
 
     def __init__(self, name: str, settings: dict[str, Any], ctx: RunContext) -> None:
         self.name = name

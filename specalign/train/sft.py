@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 
 from specalign.errors import ConfigError
+from specalign.pipeline import distributed
 from specalign.pipeline.step import Artifact, Step
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class SFTStep(Step):
     optional = ("model",)
     produces = "model"
     uses = ("backbone", "trainer", "seed")
+    all_ranks = True
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         from peft import PeftModel
@@ -106,7 +108,9 @@ class SFTStep(Step):
         if resume:
             log.info("resuming from %s", resume)
         result = trainer.train(resume_from_checkpoint=resume)
-        save_model(trainer.model, tokenizer, backbone, out)
+        in_sync = distributed.weights_in_sync(trainer.model)
+        if distributed.is_main():
+            save_model(trainer.model, tokenizer, backbone, out)
         losses = loss_history(trainer.state.log_history)
         return {
             "train_loss": float(result.training_loss),
@@ -116,4 +120,6 @@ class SFTStep(Step):
             "rows": len(dataset),
             "started_from": describe(start)["format"],
             "resumed_from_checkpoint": resume is not None,
+            "world_size": distributed.world_size(),
+            "ranks_in_sync": in_sync,
         }

@@ -1,0 +1,60 @@
+"""Multi-process runs (torchrun / accelerate launch): who does what.
+
+Every rank plans the same steps and keys. A step that trains runs on all ranks (the
+trainer does the data parallelism); any other step runs on rank 0 while the others wait.
+Only rank 0 takes store locks, writes artifacts and manifests, and talks to W&B; the
+barriers around each step make the other ranks read what rank 0 committed.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init() -> None:
+    """Join the process group torchrun set up (gloo on CPU, nccl on GPUs) once per process,
+    before the first barrier; the HF Trainer then reuses it."""
+    if world_size() == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def weights_in_sync(model) -> bool:
+    """Whether every rank holds the same trainable weights (a data-parallel sanity check)."""
+    if world_size() == 1:
+        return True
+    import torch
+    import torch.distributed as dist
+
+    local = (
+        torch.stack([p.detach().double().sum() for p in model.parameters() if p.requires_grad])
+        .sum()
+        .cpu()
+        .reshape(1)
+    )
+    gathered = [torch.zeros_like(local) for _ in range(world_size())]
+    dist.all_gather(gathered, local)
+    return all(torch.allclose(g, gathered[0], rtol=0, atol=1e-9) for g in gathered)
