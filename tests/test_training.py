@@ -21,6 +21,8 @@ TINY_SFT = (
     "trainer.adapter.lora_dropout=0.0",  # dropout would make runs differ by batch layout
     "trainer.args.learning_rate=1e-3",
     "stage.steps.sft.args.num_train_epochs=1",
+    "~stage.steps.eval_base",  # these tests are about the training step alone
+    "~stage.steps.eval",
 )
 
 
@@ -97,3 +99,35 @@ def test_batch_4_x_accum_1_matches_batch_1_x_accum_4(cfg_factory, tmp_path):
 def test_resume_must_without_checkpoint_fails_with_the_fix(cfg_factory, tmp_path):
     with pytest.raises(ConfigError, match="resume=must, but there is no checkpoint"):
         run(cfg_factory(*TINY_SFT, "trainer.args.max_steps=1", "resume=must"), tmp_path)
+
+
+def test_sft_loss_decreases(cfg_factory, tmp_path):
+    results = run(
+        cfg_factory(
+            "backbone=tiny_random",
+            "trainer=full",
+            "trainer.args.max_steps=8",
+            "trainer.args.learning_rate=3e-3",
+            "trainer.args.per_device_train_batch_size=8",
+            "~stage.steps.eval_base",  # only the training step matters here
+            "~stage.steps.eval",
+        ),
+        tmp_path,
+    )
+    metrics = next(r.metrics for r in results if r.name == "sft")
+    assert metrics["loss_last"] < metrics["loss_first"] - 0.5, metrics
+
+
+def test_a_training_step_continues_the_adapter_it_receives(cfg_factory, tmp_path):
+    """sft2 trains with lr 0 from sft's adapter: it must save exactly that adapter (a fresh
+    LoRA would have all-zero B matrices instead)."""
+    overrides = (*TINY_SFT[:3], "stage=sft_twice", "trainer.args.max_steps=2")
+    results = {r.name: r for r in run(cfg_factory(*overrides), tmp_path)}
+    assert results["sft2"].metrics["started_from"] == "adapter"
+    first, second = adapter(results["sft"].artifact.path), adapter(results["sft2"].artifact.path)
+    assert any(w.abs().sum() > 0 for k, w in first.items() if "lora_B" in k)
+    assert_same_weights(first, second, atol=0.0)
+    fresh_cfg = cfg_factory(*overrides, "+stage.steps.sft2.new_adapter=true")
+    fresh = {r.name: r for r in run(fresh_cfg, tmp_path)}
+    new = adapter(fresh["sft2"].artifact.path)
+    assert all(w.abs().sum() == 0 for k, w in new.items() if "lora_B" in k)
