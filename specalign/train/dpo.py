@@ -24,10 +24,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-
 from specalign.errors import ConfigError, SpecAlignError
-from specalign.pipeline import distributed
 from specalign.pipeline.step import Artifact, Step
 
 log = logging.getLogger(__name__)
@@ -127,12 +124,8 @@ class DPOStep(Step):
     all_ranks = True
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
-        from peft import PeftModel
-
         from specalign.pipeline.dataset_io import load_dataset
-        from specalign.train.model_artifact import describe, load_model, save_model
-        from specalign.train.sft import quantization_config
-        from specalign.train.training_args import loss_history, resume_checkpoint
+        from specalign.train.trainer_run import starting_model, train_and_save
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
         start = inputs.get("model")
@@ -143,14 +136,7 @@ class DPOStep(Step):
         if missing:
             raise SpecAlignError(f"dpo: {inputs['dataset'].step} lacks columns {missing}.")
 
-        model = load_model(backbone, start, trainable=True, **quantization_config(trainer_cfg))
-        if isinstance(model, PeftModel) and trainer_cfg.get("adapter") is None:
-            model = model.merge_and_unload()  # trainer=full: train the merged weights
-        continuing = isinstance(model, PeftModel)
-        if continuing:
-            log.info("continuing the adapter of %s (%s)", start.step, start.key)
-        adapter_cfg = trainer_cfg.get("adapter")
-        peft_config = instantiate(adapter_cfg) if adapter_cfg and not continuing else None
+        model, peft_config = starting_model(self, inputs)
 
         checkpoints = work / "checkpoints"
         args = dpo_config(
@@ -169,20 +155,11 @@ class DPOStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        resume = resume_checkpoint(str(self.ctx.cfg.resume), checkpoints)
-        if resume:
-            log.info("resuming from %s", resume)
-        result = trainer.train(resume_from_checkpoint=resume)
-        in_sync = distributed.weights_in_sync(trainer.model)
-        if distributed.is_main():
-            save_model(trainer.model, tokenizer, backbone, out)
+        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
         logs = trainer.state.log_history
-        losses = loss_history(logs)
         accuracy, margins = history(logs, "rewards/accuracies"), history(logs, "rewards/margins")
         return {
-            "train_loss": float(result.training_loss),
-            "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None,
+            **metrics,
             "reward_accuracy_first": accuracy[0] if accuracy else None,
             "reward_accuracy_last": accuracy[-1] if accuracy else None,
             "reward_margin_first": margins[0] if margins else None,
@@ -190,10 +167,5 @@ class DPOStep(Step):
             "loss_type": list(args.loss_type),
             "loss_weights": list(args.loss_weights) if args.loss_weights else None,
             "beta": float(args.beta),
-            "steps": int(trainer.state.global_step),
             "rows": len(dataset),
-            "started_from": describe(start)["format"],
-            "resumed_from_checkpoint": resume is not None,
-            "world_size": distributed.world_size(),
-            "ranks_in_sync": in_sync,
         }

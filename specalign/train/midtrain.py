@@ -17,10 +17,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.utils import instantiate
-
 from specalign.errors import ConfigError
-from specalign.pipeline import distributed
 from specalign.pipeline.step import Artifact, Step
 
 if TYPE_CHECKING:
@@ -138,25 +135,13 @@ class MidtrainStep(Step):
         return {"mix_in_sha256": file_sha256(resolve_spec_file(path, key="mix_in.path"))}
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
-        from peft import PeftModel
         from trl import SFTTrainer
 
         from specalign.pipeline.dataset_io import load_dataset
-        from specalign.train.model_artifact import describe, load_model, save_model
-        from specalign.train.sft import quantization_config
-        from specalign.train.training_args import loss_history, resume_checkpoint
+        from specalign.train.trainer_run import starting_model, train_and_save
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
-        start = inputs.get("model")
-        model = load_model(backbone, start, trainable=True, **quantization_config(trainer_cfg))
-        new_adapter = bool(self.settings.get("new_adapter", False))
-        if isinstance(model, PeftModel) and (new_adapter or trainer_cfg.get("adapter") is None):
-            model = model.merge_and_unload()
-        continuing = isinstance(model, PeftModel)
-        if continuing:
-            log.info("continuing the adapter of %s (%s)", start.step, start.key)
-        adapter_cfg = trainer_cfg.get("adapter")
-        peft_config = instantiate(adapter_cfg) if adapter_cfg and not continuing else None
+        model, peft_config = starting_model(self, inputs)
 
         tokenizer = backbone.load_tokenizer()
         rows = self.texts(load_dataset(inputs["dataset"]), tokenizer)
@@ -176,26 +161,12 @@ class MidtrainStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        resume = resume_checkpoint(str(self.ctx.cfg.resume), checkpoints)
-        if resume:
-            log.info("resuming from %s", resume)
-        result = trainer.train(resume_from_checkpoint=resume)
-        in_sync = distributed.weights_in_sync(trainer.model)
-        if distributed.is_main():
-            save_model(trainer.model, tokenizer, backbone, out)
-        losses = loss_history(trainer.state.log_history)
+        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
         return {
-            "train_loss": float(result.training_loss),
-            "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None,
-            "steps": int(trainer.state.global_step),
+            **metrics,
             "rows": len(rows),
             "mix_in_rows": sum(origin == "mix_in" for origin in rows["origin"]),
             "packed_rows": len(trainer.train_dataset),
             "tokens_seen": int(trainer.state.num_input_tokens_seen),
             "packing": bool(args.packing),
-            "started_from": describe(start)["format"],
-            "resumed_from_checkpoint": resume is not None,
-            "world_size": distributed.world_size(),
-            "ranks_in_sync": in_sync,
         }

@@ -59,7 +59,7 @@ class ReferenceLogProbs(Step):
 
         from specalign.pipeline.dataset_io import load_dataset, save_dataset
         from specalign.train.model_artifact import load_model
-        from specalign.train.sft import quantization_config
+        from specalign.train.trainer_run import quantization_config
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
         start = inputs.get("model")

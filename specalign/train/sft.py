@@ -12,10 +12,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.utils import instantiate
-
-from specalign.errors import ConfigError
-from specalign.pipeline import distributed
 from specalign.pipeline.step import Artifact, Step
 
 if TYPE_CHECKING:
@@ -38,22 +34,6 @@ def to_prompt_completion(dataset: Dataset, chat_template_kwargs: dict[str, Any])
     return dataset.map(split, remove_columns=dataset.column_names)
 
 
-def quantization_config(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
-    """Load kwargs for 4-bit (QLoRA) backbones; CPU runs stop here with the fix."""
-    quant = trainer_cfg.get("quantization")
-    if not quant:
-        return {}
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ConfigError("trainer=qlora needs a CUDA GPU (bitsandbytes 4-bit). Fix: trainer=lora.")
-    from transformers import BitsAndBytesConfig
-
-    compute = getattr(torch, quant.get("bnb_4bit_compute_dtype", "bfloat16"))
-    config = BitsAndBytesConfig(**{**quant, "bnb_4bit_compute_dtype": compute})
-    return {"quantization_config": config}
-
-
 class SFTStep(Step):
     consumes = ("dataset",)
     optional = ("model",)
@@ -62,25 +42,14 @@ class SFTStep(Step):
     all_ranks = True
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
-        from peft import PeftModel
         from trl import SFTConfig, SFTTrainer
 
         from specalign.pipeline.dataset_io import load_dataset
-        from specalign.train.model_artifact import describe, load_model, save_model
-        from specalign.train.training_args import loss_history, resume_checkpoint, training_kwargs
+        from specalign.train.trainer_run import starting_model, train_and_save
+        from specalign.train.training_args import training_kwargs
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
-        start = inputs.get("model")
-        model = load_model(backbone, start, trainable=True, **quantization_config(trainer_cfg))
-        new_adapter = bool(self.settings.get("new_adapter", False))
-        if isinstance(model, PeftModel) and (new_adapter or trainer_cfg.get("adapter") is None):
-            model = model.merge_and_unload()
-        continuing = isinstance(model, PeftModel)
-        if continuing:
-            log.info("continuing the adapter of %s (%s)", start.step, start.key)
-        adapter_cfg = trainer_cfg.get("adapter")
-        peft_config = instantiate(adapter_cfg) if adapter_cfg and not continuing else None
-
+        model, peft_config = starting_model(self, inputs)
         tokenizer = backbone.load_tokenizer()
         dataset = to_prompt_completion(
             load_dataset(inputs["dataset"]), backbone.chat_template_kwargs
@@ -104,22 +73,5 @@ class SFTStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        resume = resume_checkpoint(str(self.ctx.cfg.resume), checkpoints)
-        if resume:
-            log.info("resuming from %s", resume)
-        result = trainer.train(resume_from_checkpoint=resume)
-        in_sync = distributed.weights_in_sync(trainer.model)
-        if distributed.is_main():
-            save_model(trainer.model, tokenizer, backbone, out)
-        losses = loss_history(trainer.state.log_history)
-        return {
-            "train_loss": float(result.training_loss),
-            "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None,
-            "steps": int(trainer.state.global_step),
-            "rows": len(dataset),
-            "started_from": describe(start)["format"],
-            "resumed_from_checkpoint": resume is not None,
-            "world_size": distributed.world_size(),
-            "ranks_in_sync": in_sync,
-        }
+        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
+        return {**metrics, "rows": len(dataset)}
