@@ -112,10 +112,6 @@ def check_reference(dataset: Artifact, start: Artifact | None, max_length: int) 
         )
 
 
-def history(log_history: list[dict[str, Any]], name: str) -> list[float]:
-    return [float(entry[name]) for entry in log_history if name in entry]
-
-
 class DPOStep(Step):
     consumes = ("dataset",)
     optional = ("model",)
@@ -126,6 +122,7 @@ class DPOStep(Step):
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         from specalign.pipeline.dataset_io import load_dataset
         from specalign.train.trainer_run import starting_model, train_and_save
+        from specalign.train.training_args import logged_series
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
         start = inputs.get("model")
@@ -157,7 +154,8 @@ class DPOStep(Step):
         )
         metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
         logs = trainer.state.log_history
-        accuracy, margins = history(logs, "rewards/accuracies"), history(logs, "rewards/margins")
+        accuracy = logged_series(logs, "rewards/accuracies")
+        margins = logged_series(logs, "rewards/margins")
         return {
             **metrics,
             "reward_accuracy_first": accuracy[0] if accuracy else None,

@@ -66,7 +66,7 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Train (resuming if asked), save on rank 0, return the metrics every step reports."""
     from specalign.train.model_artifact import describe, save_model
-    from specalign.train.training_args import loss_history, resume_checkpoint
+    from specalign.train.training_args import logged_series, resume_checkpoint
 
     resume = resume_checkpoint(str(step.ctx.cfg.resume), checkpoints)
     if resume:
@@ -75,7 +75,7 @@ def train_and_save(
     in_sync = distributed.weights_in_sync(trainer.model)
     if distributed.is_main():
         save_model(trainer.model, tokenizer, step.ctx.backbone, out)
-    losses = loss_history(trainer.state.log_history)
+    losses = logged_series(trainer.state.log_history, "loss")
     return {
         "train_loss": float(result.training_loss),
         "loss_first": losses[0] if losses else None,

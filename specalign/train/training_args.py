@@ -82,5 +82,6 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
 
 
-def loss_history(log_history: list[dict[str, Any]]) -> list[float]:
-    return [float(entry["loss"]) for entry in log_history if "loss" in entry]
+def logged_series(log_history: list[dict[str, Any]], name: str) -> list[float]:
+    """One logged value (`loss`, `rewards/margins`, ...) over a trainer's log history."""
+    return [float(entry[name]) for entry in log_history if name in entry]
