@@ -41,6 +41,27 @@ def generate_json(
     sampling: dict[str, Any] | None = None,
 ) -> tuple[list[Any | None], StructuredStats]:
     """`validate(json_dict)` returns the parsed value or raises ValueError with the reason."""
+    return generate_parsed(
+        llm,
+        chats,
+        lambda text: validate(json_object(text)),
+        max_attempts=max_attempts,
+        sampling=sampling,
+        fix="Reply with only the JSON.",
+    )
+
+
+def generate_parsed(
+    llm: Any,
+    chats: list[Chat],
+    parse: Callable[[str], Any],
+    *,
+    max_attempts: int = 3,
+    sampling: dict[str, Any] | None = None,
+    fix: str = "Reply again in the requested format.",
+) -> tuple[list[Any | None], StructuredStats]:
+    """`parse(reply_text)` returns the value or raises ValueError with the reason; invalid
+    replies are retried (batched) with the error appended, then recorded as rejects (None)."""
     stats = StructuredStats()
     conversations = [list(chat) for chat in chats]
     results: list[Any | None] = [None] * len(chats)
@@ -53,7 +74,9 @@ def generate_json(
         for i, reply in zip(pending, replies, strict=True):
             text = getattr(reply, "text", reply)
             try:
-                results[i] = validate(json_object(text))
+                if getattr(reply, "finish_reason", "stop") == "error":
+                    raise ValueError("the backend returned no answer")
+                results[i] = parse(text)
             except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
                 stats.errors[i] = str(err)
                 still.append(i)
@@ -61,7 +84,7 @@ def generate_json(
                     stats.retries += 1
                     conversations[i] += [
                         {"role": "assistant", "content": text},
-                        {"role": "user", "content": f"Invalid: {err}. Reply with only the JSON."},
+                        {"role": "user", "content": f"Invalid: {err}. {fix}"},
                     ]
         pending = still
     stats.rejects = pending

@@ -18,10 +18,18 @@ DATA_DIR = "data"
 PREVIEW = "preview.jsonl"
 
 
-def save_dataset(dataset: Dataset, out: Path, preview_rows: int = 20) -> None:
+def save_dataset(
+    dataset: Dataset,
+    out: Path,
+    preview_rows: int = 20,
+    preview_indices: list[int] | None = None,
+) -> None:
+    """Arrow data under `data/` plus `preview.jsonl`: the first rows, or the given sample."""
     dataset.save_to_disk(str(out / DATA_DIR))
+    if preview_indices is None:
+        preview_indices = list(range(min(preview_rows, len(dataset))))
     with open(out / PREVIEW, "w") as handle:
-        for row in dataset.select(range(min(preview_rows, len(dataset)))):
+        for row in dataset.select(preview_indices):
             handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 

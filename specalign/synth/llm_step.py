@@ -1,0 +1,179 @@
+"""What every LLM synthesis step shares: its prompts (files), its LLM (from the factory, so
+requests go through the request cache and the step's budget), its key material, reply
+parsing with retries and counted rejects, the leakage check, and publishing the dataset
+(Arrow + a JSONL preview + a W&B table of a sample) with the gates' kept / dropped counts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hydra.utils import get_class
+
+from specalign.errors import SpecAlignError
+from specalign.pipeline.dataset_io import save_dataset
+from specalign.pipeline.step import Step
+from specalign.synth.gates import GateReport, LeakageCheck, eval_item_files
+from specalign.synth.prompts import PromptTemplate, load_prompts
+
+log = logging.getLogger(__name__)
+Chat = list[dict[str, str]]
+# synthesizer settings that change how requests travel, not what comes back: kept out of keys
+TRANSPORT = {
+    "budget",
+    "max_concurrency",
+    "requests_per_minute",
+    "timeout_s",
+    "max_retries",
+    "backoff_base_s",
+    "backoff_max_s",
+    "api_key_env",
+}
+
+
+def llm_key_material(ctx: Any) -> dict[str, Any]:
+    """The synthesizer settings that change answers, plus the backbone when the backend
+    generates with the run's backbone (synthesizer=local, or vllm without a model)."""
+    cfg = {k: v for k, v in (ctx.section("synthesizer") or {}).items() if k not in TRANSPORT}
+    material: dict[str, Any] = {"synthesizer": cfg}
+    try:
+        takes_backbone = "backbone" in inspect.signature(get_class(cfg["_target_"])).parameters
+    except Exception:  # noqa: BLE001 - an unknown class fails later with a clear message
+        takes_backbone = False
+    if takes_backbone and not cfg.get("model"):
+        material["backbone"] = ctx.section("backbone")
+    return material
+
+
+def generator_name(ctx: Any) -> str:
+    """Who wrote the rows (provenance): the synthesizer's model, else the run's backbone."""
+    return str(ctx.section("synthesizer").get("model") or ctx.section("backbone")["name"])
+
+
+class SynthesisStep(Step):
+    """Base of the LLM-driven steps. Subclasses declare `prompt_roles`: role -> the
+    variables its prompt file may use; the files come from the `prompts` setting."""
+
+    produces = "dataset"
+    uses = ("spec", "seed")
+    prompt_roles: ClassVar[dict[str, set[str]]] = {}
+    preview_rows: ClassVar[int] = 20
+
+    def __init__(self, name: str, settings: dict[str, Any], ctx: Any) -> None:
+        super().__init__(name, settings, ctx)
+        self.prompts: dict[str, PromptTemplate] = load_prompts(
+            settings, self.needed_prompts(), name
+        )
+        self.report = GateReport(name)
+
+    def needed_prompts(self) -> dict[str, set[str]]:
+        """The roles this configuration calls (a mode without LLM calls needs none)."""
+        return self.prompt_roles
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+    def fingerprint(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "prompts": {role: p.sha256() for role, p in sorted(self.prompts.items())},
+        }
+        if self.prompts:
+            extra["llm"] = llm_key_material(self.ctx)
+        if self.setting("leak_ngram"):
+            extra["eval_items"] = self.leakage.fingerprint()
+        return extra
+
+    @cached_property
+    def llm(self) -> Any:
+        from specalign.llm.factory import build_llm
+
+        return build_llm(self.ctx)
+
+    @cached_property
+    def leakage(self) -> LeakageCheck:
+        return LeakageCheck(eval_item_files(self.ctx), ngram=int(self.setting("leak_ngram") or 8))
+
+    @cached_property
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "spec_id": self.ctx.spec.id,
+            "spec_hash": self.ctx.spec.hash,
+            "generator": generator_name(self.ctx),
+            "seed": int(self.ctx.cfg.seed),
+        }
+
+    def sampling(self, **overrides: Any) -> dict[str, Any]:
+        """The step's `sampling` setting over the synthesizer's, the run seed, then overrides."""
+        return {"seed": int(self.ctx.cfg.seed), **(self.setting("sampling") or {}), **overrides}
+
+    def ask(
+        self,
+        role: str,
+        chats: list[Chat],
+        parse: Callable[[str], Any],
+        *,
+        sampling: dict[str, Any] | None = None,
+        fix: str = "Reply again in the requested format.",
+    ) -> list[Any | None]:
+        """Generate and parse; invalid replies are retried, then counted as `<role>_reject`."""
+        from specalign.llm.structured import generate_parsed
+
+        if not chats:
+            return []
+        log.info("%s: %d %s request(s)", self.name, len(chats), role)
+        values, stats = generate_parsed(
+            self.llm,
+            chats,
+            parse,
+            max_attempts=int(self.setting("max_attempts", 3)),
+            sampling=sampling or self.sampling(),
+            fix=fix,
+        )
+        if stats.rejects:
+            self.report.drop(f"{role}_reject", len(stats.rejects))
+            first = next(iter(stats.errors.values()))
+            log.warning(
+                "%s: %d of %d %s replies invalid after retries (e.g. %s)",
+                self.name,
+                len(stats.rejects),
+                len(chats),
+                role,
+                first,
+            )
+        self.retries = getattr(self, "retries", 0) + stats.retries
+        return values
+
+    def require(self, rows: list[Any], what: str) -> None:
+        """Stop with the reasons when a level kept nothing: later levels would be empty."""
+        if not rows:
+            raise SpecAlignError(
+                f"step {self.name}: no {what} survived (dropped: {dict(self.report.dropped)}). "
+                "The synthesizer's replies were unusable: use a stronger model "
+                "(synthesizer=vllm|openai), raise max_attempts or max_new_tokens, or check the "
+                f"prompts ({', '.join(str(p.path) for p in self.prompts.values())})."
+            )
+
+    def publish(self, rows: list[dict[str, Any]], out: Path, table: str) -> dict[str, Any]:
+        """Save the dataset, a JSONL preview and a W&B table of a seeded sample; metrics are
+        the gates' counts and the LLM's usage."""
+        from datasets import Dataset
+
+        self.require(rows, table)
+        dataset = Dataset.from_list(rows)
+        rng = random.Random(int(self.ctx.cfg.seed))
+        sample = sorted(rng.sample(range(len(rows)), min(self.preview_rows, len(rows))))
+        save_dataset(dataset, out, preview_indices=sample)
+        self.log_table(table, [rows[i] for i in sample])
+        metrics: dict[str, Any] = {"rows": len(rows), **self.report.metrics(len(rows))}
+        if "llm" in self.__dict__:  # only if this run called it (a cached level never builds it)
+            metrics.update(
+                {"llm_calls": self.llm.calls, "retries": getattr(self, "retries", 0)},
+                **self.llm.budget.summary(),
+            )
+        return metrics
