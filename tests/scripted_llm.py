@@ -46,7 +46,9 @@ class ScriptedLLM(LLM):
     ) -> None:
         super().__init__(cache=cache, budget=budget, sampling=sampling)
         self.script_name = script
-        self.script = [(re.compile(p, re.DOTALL | re.IGNORECASE), r) for p, r in load_script(script)]
+        self.script = [
+            (re.compile(p, re.DOTALL | re.IGNORECASE), r) for p, r in load_script(script)
+        ]
         self.fail_after = fail_after
         self.prompts: list[Chat] = []  # every chat sent (cache misses), for assertions
         if not can_score:  # behave like a generate-only server (judges parse text)
@@ -67,8 +69,11 @@ class ScriptedLLM(LLM):
             raise RuntimeError("killed (scripted fail_after)")
         self.prompts += chats
         return [
-            Completion(text=(t := self.reply(c)), prompt_tokens=len(str(c)) // 4,
-                       completion_tokens=len(t.split()))
+            Completion(
+                text=(t := self.reply(c)),
+                prompt_tokens=len(str(c)) // 4,
+                completion_tokens=len(t.split()),
+            )
             for c in chats
         ]
 
@@ -76,6 +81,9 @@ class ScriptedLLM(LLM):
         out = []
         for chat, cont in zip(chats, continuations, strict=True):
             reply = self.reply(chat).strip()
-            hit = reply.lower().startswith(cont.lower()) and not reply[len(cont):len(cont) + 1].isalnum()
+            hit = (
+                reply.lower().startswith(cont.lower())
+                and not reply[len(cont) : len(cont) + 1].isalnum()
+            )
             out.append(Scored(total=0.0 if hit else -10.0, tokens=[0.0 if hit else -10.0]))
         return out

@@ -66,7 +66,9 @@ class GateReport:
                 self.drop(why)
         self.seen[gate] += len(rows)
         if len(kept) < len(rows):
-            log.info("%s: gate %s dropped %d of %d", self.step, gate, len(rows) - len(kept), len(rows))
+            log.info(
+                "%s: gate %s dropped %d of %d", self.step, gate, len(rows) - len(kept), len(rows)
+            )
         return kept
 
     def metrics(self, kept: int) -> dict[str, int]:
@@ -157,6 +159,6 @@ def eval_item_files(ctx: Any) -> list[Path]:
     for name in {str(n) for n in names if n}:
         try:
             paths.append(resolve_spec_file(name, key="eval items"))
-        except Exception:  # noqa: BLE001 - reported by the eval step itself
+        except Exception:
             log.warning("leakage check: eval items %s not found; not checked against", name)
     return paths

@@ -44,7 +44,7 @@ def llm_key_material(ctx: Any) -> dict[str, Any]:
     material: dict[str, Any] = {"synthesizer": cfg}
     try:
         takes_backbone = "backbone" in inspect.signature(get_class(cfg["_target_"])).parameters
-    except Exception:  # noqa: BLE001 - an unknown class fails later with a clear message
+    except Exception:
         takes_backbone = False
     if takes_backbone and not cfg.get("model"):
         material["backbone"] = ctx.section("backbone")
