@@ -11,6 +11,7 @@ killed synthesis; requests answered before it are in the request cache.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,9 @@ class ScriptedLLM(LLM):
         self.script = [
             (re.compile(p, re.DOTALL | re.IGNORECASE), r) for p, r in load_script(script)
         ]
-        self.fail_after = fail_after
+        # the variable simulates a kill without changing the config (so step keys stay)
+        env = os.environ.get("SCRIPTED_LLM_FAIL_AFTER")
+        self.fail_after = int(env) if env else fail_after
         self.prompts: list[Chat] = []  # every chat sent (cache misses), for assertions
         if not can_score:  # behave like a generate-only server (judges parse text)
             self._score = super()._score  # type: ignore[method-assign]

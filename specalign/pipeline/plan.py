@@ -79,12 +79,14 @@ def key_material(step: Step, ctx: RunContext, input_keys: dict[str, str]) -> dic
 
 def build_plan(ctx: RunContext) -> Plan:
     stage = str(ctx.cfg.stage.name)
-    steps_cfg = ctx.section("stage.steps") or {}
+    # a stage that extends another (defaults list) removes a step by setting it to null
+    steps_cfg = {n: c for n, c in (ctx.section("stage.steps") or {}).items() if c is not None}
     if not steps_cfg:
         raise ConfigError(f"stage={stage}: `steps` is empty; nothing to run.")
     classes = {n: locate_step_class(stage, n, c.get("_target_")) for n, c in steps_cfg.items()}
     planned: dict[str, PlannedStep] = {}
-    for name, step_cfg in steps_cfg.items():
+    for name in dependency_order(steps_cfg):
+        step_cfg = steps_cfg[name]
         cls = classes[name]
         inputs = dict(step_cfg.get("inputs") or {})
         check_inputs(stage, name, cls, inputs, planned)
@@ -94,6 +96,24 @@ def build_plan(ctx: RunContext) -> Plan:
         material = key_material(step, ctx, input_keys)
         planned[name] = PlannedStep(name, step, inputs, content_key(material), material)
     return Plan(stage, list(planned.values()))
+
+
+def dependency_order(steps_cfg: dict[str, Any]) -> list[str]:
+    """Declaration order, except that a step waits for the steps its inputs name. A stage
+    can then extend another through its defaults list (msm+sft adds SFT after msm's steps,
+    and its `eval` moves after `sft`). Unknown sources and cycles are left in declaration
+    order for `check_inputs` to report."""
+    needs = {
+        name: {src for src in (cfg.get("inputs") or {}).values() if src in steps_cfg}
+        for name, cfg in steps_cfg.items()
+    }
+    order: list[str] = []
+    while len(order) < len(steps_cfg):
+        ready = [n for n in steps_cfg if n not in order and needs[n] <= set(order)]
+        if not ready:  # a cycle: keep declaration order, check_inputs names the culprit
+            return order + [n for n in steps_cfg if n not in order]
+        order.append(ready[0])
+    return order
 
 
 def check_inputs(

@@ -42,18 +42,27 @@ def llm_key_material(ctx: Any) -> dict[str, Any]:
     generates with the run's backbone (synthesizer=local, or vllm without a model)."""
     cfg = {k: v for k, v in (ctx.section("synthesizer") or {}).items() if k not in TRANSPORT}
     material: dict[str, Any] = {"synthesizer": cfg}
-    try:
-        takes_backbone = "backbone" in inspect.signature(get_class(cfg["_target_"])).parameters
-    except Exception:
-        takes_backbone = False
-    if takes_backbone and not cfg.get("model"):
+    if uses_backbone(cfg):
         material["backbone"] = ctx.section("backbone")
     return material
 
 
+def uses_backbone(cfg: dict[str, Any]) -> bool:
+    """Whether the synthesizer generates with the run's backbone (no `model` of its own)."""
+    try:
+        takes = "backbone" in inspect.signature(get_class(cfg["_target_"])).parameters
+    except Exception:  # an unknown class fails later, when the step builds it, with the fix
+        takes = False
+    return takes and not cfg.get("model")
+
+
 def generator_name(ctx: Any) -> str:
-    """Who wrote the rows (provenance): the synthesizer's model, else the run's backbone."""
-    return str(ctx.section("synthesizer").get("model") or ctx.section("backbone")["name"])
+    """Who wrote the rows (provenance): the synthesizer's model, the run's backbone, or else
+    the backend class."""
+    cfg = ctx.section("synthesizer")
+    if cfg.get("model"):
+        return str(cfg["model"])
+    return str(ctx.section("backbone")["name"] if uses_backbone(cfg) else cfg["_target_"])
 
 
 class SynthesisStep(Step):

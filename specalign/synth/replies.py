@@ -25,9 +25,7 @@ def clean_item(text: str) -> str:
     return re.sub(r"^\*\*(.+?)\*\*", r"\1", text).strip()
 
 
-def parse_list(
-    text: str, *, max_items: int, min_words: int = 1, max_words: int = 60
-) -> list[str]:
+def parse_list(text: str, *, max_items: int, min_words: int = 1, max_words: int = 60) -> list[str]:
     """Up to `max_items` distinct items of `min_words`-`max_words` words: a JSON array of
     strings if the reply holds one, else its bullet or numbered lines (else all its lines)."""
     items: list[str] = []
@@ -44,12 +42,12 @@ def parse_list(
         items = bulleted or lines
     kept: list[str] = []
     for item in (clean_item(x) for x in items):
+        if item.endswith(":"):  # a preamble ("Here are three ideas:"), not an item
+            continue
         if min_words <= words(item) <= max_words and item.lower() not in map(str.lower, kept):
             kept.append(item)
     if not kept:
-        raise ValueError(
-            f"no list items of {min_words}-{max_words} words; write one item per line"
-        )
+        raise ValueError(f"no list items of {min_words}-{max_words} words; write one item per line")
     return kept[:max_items]
 
 
