@@ -59,7 +59,7 @@ def test_default_is_the_most_complete_pipeline():
     cfg = compose_config()
     assert (cfg.spec.id, cfg.stage.name, cfg.backbone.name) == (
         "pro_america",
-        "sft",
+        "msm+sft",
         "smollm2_135m",
     )
     assert cfg.logger.mode == "offline"
@@ -109,8 +109,8 @@ def test_experiment_presets_compose(tmp_path):
 
 def test_dry_run_plans_without_running(tmp_path):
     proc = run_cli(tmp_path, "dry_run=true", "logger=none", timeout=120)
-    assert "plan for stage=sft" in proc.stdout
-    assert "4 of 4 steps to run" in proc.stdout
+    assert "plan for stage=msm+sft" in proc.stdout
+    assert "11 of 11 steps to run" in proc.stdout
     assert not list(Path(tmp_path / "store").glob("*/*/manifest.json"))
 
 
@@ -125,4 +125,4 @@ def test_cheese_preset_sweeps_both_specs(tmp_path):
     )
     output = proc.stdout + proc.stderr
     assert "spec=pro_america" in output and "spec=pro_affordability" in output
-    assert proc.stdout.count("plan for stage=sft") == 2
+    assert proc.stdout.count("plan for stage=msm+sft") == 2

@@ -14,6 +14,7 @@ from specalign.pipeline.keys import content_key
 
 def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
     cfg = cfg_factory(
+        "stage=sft",
         "backbone=tiny_random",
         "logger=wandb",
         "trainer.args.max_steps=4",
@@ -61,8 +62,26 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
 
 @pytest.mark.slow
 def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
-    """The default (`python -m specalign`) on the real SmolLM2, with training capped."""
-    results = run(cfg_factory("trainer.args.max_steps=2"), tmp_path)
+    """The default (`python -m specalign`: MSM documents -> midtraining -> SFT on the cheese
+    demonstrations -> evals) on the real SmolLM2, with sizes and training capped."""
+    results = run(
+        cfg_factory(
+            "trainer.args.max_steps=2",
+            "stage.steps.doc_types.count=1",
+            "stage.steps.documents.max_documents=4",
+            "stage.steps.documents.sampling.max_new_tokens=96",
+            "stage.steps.documents.max_attempts=1",
+            "stage.steps.documents.min_words=10",
+        ),
+        tmp_path,
+    )
+    by_name = {r.name: r for r in results}
+    assert list(by_name)[:7] == [
+        "domains", "subdomains", "assertions", "doc_types", "ideas", "documents", "midtrain"
+    ]  # fmt: skip
+    documents = by_name["documents"].metrics
+    assert 0 < documents["rows"] <= 4 and documents["llm_calls"] >= 4
+    assert by_name["sft"].artifact.manifest["inputs"]["model"]["step"] == "midtrain"
     eval_metrics = {r.name: r.metrics for r in results if r.artifact.kind == "metrics"}
     assert set(eval_metrics) == {"eval_base", "eval"}
     assert eval_metrics["eval_base"]["forced_choice/in_domain/n"] == 12

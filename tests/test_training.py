@@ -20,6 +20,7 @@ TINY_SFT = (
     "backbone=tiny_random",
     "trainer.adapter.lora_dropout=0.0",  # dropout would make runs differ by batch layout
     "trainer.args.learning_rate=1e-3",
+    "stage=sft",
     "stage.steps.sft.args.num_train_epochs=1",
     "~stage.steps.eval_base",  # these tests are about the training step alone
     "~stage.steps.eval",

@@ -25,7 +25,12 @@ SCALE = tuple(str(i) for i in range(11))
 
 
 def can_score(llm: Any) -> bool:
-    return isinstance(llm, LLM) and type(llm)._score is not LLM._score
+    """True when the backend overrides `_score` (on its class or, as a generate-only test
+    double does, by resetting it on the instance to the base method)."""
+    if not isinstance(llm, LLM):
+        return False
+    method = llm._score
+    return getattr(method, "__func__", method) is not LLM._score
 
 
 def pick_option(text: str, options: Sequence[str]) -> int:

@@ -1,0 +1,148 @@
+"""The parts every synthesis step is built from: prompt files, reply parsers, judges, gates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scripted_llm import ScriptedLLM
+
+from specalign.errors import ConfigError
+from specalign.llm.cache import RequestCache
+from specalign.synth.gates import (
+    GateReport,
+    LeakageCheck,
+    exact_duplicates,
+    length_bounds,
+    repetition,
+)
+from specalign.synth.judge import Judge, pick_option
+from specalign.synth.prompts import PromptTemplate, load_prompts
+from specalign.synth.replies import parse_list, parse_objects, parse_text
+
+SCRIPT = [
+    (r"Is the sky green", "No, it is not."),
+    (r"Is water wet", "yes"),
+    (r"Rate it", "7"),
+    (r"Rate junk", "about seven"),
+]
+
+
+def test_prompt_file_sections_variables_and_errors(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("<<system>>\nYou are $model_name.\n<<user>>\nCost: $$5. JSON: {\"a\": 1} $idea\n")
+    template = PromptTemplate.load("role", str(path), "key")
+    assert template.variables == {"model_name", "idea"}
+    chat = template.render(model_name="Aria", idea="x")
+    assert chat == [
+        {"role": "system", "content": "You are Aria."},
+        {"role": "user", "content": 'Cost: $5. JSON: {"a": 1} x'},
+    ]
+    with pytest.raises(ConfigError, match=r"unknown variable\(s\) \['\$idea'\]"):
+        load_prompts({"prompts": {"role": str(path)}}, {"role": {"model_name"}}, "step")
+    with pytest.raises(ConfigError, match="no file for role"):
+        load_prompts({"prompts": {}}, {"role": {"model_name"}}, "step")
+    path.write_text("Price $5")
+    with pytest.raises(ConfigError, match="malformed placeholder"):
+        PromptTemplate.load("role", str(path), "key")
+    shipped = PromptTemplate.load("domains", "msm/domains.txt", "key")
+    assert {"spec", "model_name", "provider", "count"} == shipped.variables
+
+
+def test_parse_list_reads_json_bullets_and_lines():
+    assert parse_list('Sure: ["a b", "c d", "a b"]', max_items=5) == ["a b", "c d"]
+    reply = "Here are some ideas:\n1. First idea here\n2) Second idea here\n- **Third** one"
+    assert parse_list(reply, max_items=2, min_words=2) == ["First idea here", "Second idea here"]
+    assert parse_list("one\ntwo", max_items=5) == ["one", "two"]
+    with pytest.raises(ValueError, match="no list items of 3-4 words"):
+        parse_list("a\nb", max_items=3, min_words=3, max_words=4)
+
+
+def test_parse_objects_keeps_valid_objects_and_reports_the_first_problem():
+    def check(obj):
+        if "x" not in obj:
+            raise ValueError("needs x")
+        return obj
+
+    assert parse_objects('[{"x": 1}, {"y": 2}, 3]', check, max_items=5) == [{"x": 1}]
+    assert parse_objects('noise {"x": 2} more {"x": 3}', check, max_items=1) == [{"x": 2}]
+    with pytest.raises(ValueError, match="needs x"):
+        parse_objects('[{"y": 1}]', check, max_items=5)
+
+
+def test_parse_text_strips_a_preamble_and_checks_length():
+    assert parse_text("Here is the memo:\nDear team, hello.", min_words=2) == "Dear team, hello."
+    with pytest.raises(ValueError, match="too short"):
+        parse_text("Hi.", min_words=3)
+    with pytest.raises(ValueError, match="too long"):
+        parse_text("a b c d", min_words=1, max_words=3)
+
+
+def test_pick_option_prefers_the_longest_match():
+    assert pick_option("10/10", [str(i) for i in range(11)]) == 10
+    assert pick_option("**Yes**, it does", ["Yes", "No"]) == 0
+    with pytest.raises(ValueError):
+        pick_option("Yesterday", ["Yes", "No"])
+
+
+@pytest.mark.parametrize("can_score", [True, False])
+def test_judges_by_logprob_or_by_parsing_text(can_score, tmp_path):
+    llm = ScriptedLLM(
+        script="test_synth_parts.SCRIPT",
+        can_score=can_score,
+        cache=RequestCache(tmp_path / "r.sqlite"),
+    )
+    judge = Judge(llm, max_attempts=2)
+    assert judge.use_logprob is can_score
+    chats = [[{"role": "user", "content": q}] for q in ("Is the sky green?", "Is water wet?")]
+    assert judge.yes_probability(chats) == pytest.approx([0.0, 1.0], abs=1e-3)
+    rating = judge.scale([[{"role": "user", "content": "Rate it"}]])
+    assert rating == pytest.approx([0.7], abs=1e-3)
+    junk = judge.scale([[{"role": "user", "content": "Rate junk"}]])
+    if can_score:  # no option has the scripted reply's start: a flat distribution
+        assert junk == pytest.approx([0.5], abs=1e-3)
+    else:  # retried once, then a counted reject
+        assert junk == [None] and judge.rejects == 1 and judge.retries == 1
+    with pytest.raises(ConfigError, match="judge method=logprob needs a backend that scores"):
+        Judge(ScriptedLLM(script="test_synth_parts.SCRIPT", can_score=False), method="logprob")
+
+
+def test_gates_count_what_they_drop(tmp_path):
+    report = GateReport("step")
+    rows = [
+        {"text": "short"},
+        {"text": "one two three four five six"},
+        {"text": "One two, three four five six!"},
+        {"text": "la la la la " * 10},
+    ]
+    rows = length_bounds(report, rows, "text", min_words=3, max_words=None)
+    rows = repetition(report, rows, "text", min_distinct=0.5)
+    rows = exact_duplicates(report, rows, "text")
+    assert rows == [{"text": "one two three four five six"}]
+    assert report.metrics(len(rows)) == {
+        "kept": 1,
+        "dropped": 3,
+        "dropped/text_duplicate": 1,
+        "dropped/text_repetitive": 1,
+        "dropped/text_too_short": 1,
+    }
+
+
+def test_leakage_check_drops_texts_sharing_an_ngram_with_eval_items(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        json.dumps({"prompt": "Which city would you visit first: Boston or Lisbon, and why?"})
+        + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "Name a river in Spain please."}]})
+        + "\n"
+    )
+    check = LeakageCheck([items], ngram=5)
+    report = GateReport("step")
+    rows = [
+        {"q": "Tell me: which city would you visit first: Boston or Lisbon?"},
+        {"q": "Which city is older?"},
+        {"q": "name a river in spain please"},
+    ]
+    kept = check.gate(report, rows, ["q"])
+    assert kept == [{"q": "Which city is older?"}] and report.dropped["eval_leak"] == 2
+    assert check.fingerprint()["files"]["items.jsonl"]
