@@ -30,7 +30,7 @@ SCRIPT = [
 
 def test_prompt_file_sections_variables_and_errors(tmp_path):
     path = tmp_path / "p.txt"
-    path.write_text("<<system>>\nYou are $model_name.\n<<user>>\nCost: $$5. JSON: {\"a\": 1} $idea\n")
+    path.write_text('<<system>>\nYou are $model_name.\n<<user>>\nCost: $$5. JSON: {"a": 1} $idea\n')
     template = PromptTemplate.load("role", str(path), "key")
     assert template.variables == {"model_name", "idea"}
     chat = template.render(model_name="Aria", idea="x")
