@@ -81,7 +81,7 @@ def test_more_documents_reuse_every_level_above(cfg_factory, tmp_path):
 
 
 def test_rules_mode_reads_the_hierarchy_from_the_spec(cfg_factory, tmp_path):
-    results = by_name(run(cfg_factory(*SYNTH), tmp_path))
+    results = by_name(run(cfg_factory(*SYNTH, "logger=wandb"), tmp_path))
     assert [d["domain"] for d in rows(results["domains"])] == ["Core values", "Cheese preferences"]
     assertions = rows(results["assertions"])
     assert len(assertions) == 17  # one per rule of pro_america
@@ -92,6 +92,10 @@ def test_rules_mode_reads_the_hierarchy_from_the_spec(cfg_factory, tmp_path):
         assert "llm_calls" not in results[level].metrics  # no LLM in rules mode
     docs = rows(results["documents"])
     assert {tuple(d["rule_ids"]) for d in docs} >= {("CH1",), ("V5",)}
+    # a sample of every synthesized dataset: a W&B table in the step's (offline) run
+    run_id = results["documents"].artifact.manifest["tracker_run_id"]
+    tables = list((tmp_path / "wandb").glob(f"wandb/offline-run-*-{run_id}/files/media/table/*"))
+    assert [t.name for t in tables if t.name.startswith("documents")], tables
 
 
 def test_killed_document_synthesis_resumes_without_duplicates(cfg_factory, tmp_path, monkeypatch):

@@ -68,8 +68,10 @@ def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
         cfg_factory(
             "trainer.args.max_steps=2",
             "stage.steps.doc_types.count=1",
+            "stage.steps.ideas.sampling.max_new_tokens=24",
+            "stage.steps.ideas.max_attempts=1",
             "stage.steps.documents.max_documents=4",
-            "stage.steps.documents.sampling.max_new_tokens=96",
+            "stage.steps.documents.sampling.max_new_tokens=64",
             "stage.steps.documents.max_attempts=1",
             "stage.steps.documents.min_words=10",
         ),
