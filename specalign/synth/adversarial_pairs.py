@@ -26,7 +26,6 @@ from specalign.pipeline.step import Artifact
 from specalign.synth.exchanges import Exchange, SpecText, fill, pair_row, parse_plan
 from specalign.synth.experience_pool import ExperiencePool, render_experience
 from specalign.synth.gates import exact_duplicates
-from specalign.synth.judge import Judge
 from specalign.synth.llm_step import SynthesisStep
 from specalign.synth.replies import parse_text
 
@@ -77,11 +76,6 @@ class AdversarialPairs(SynthesisStep):
         lo, hi = self.bounds(what)
         return lambda text: parse_text(text, min_words=lo, max_words=hi)
 
-    def judge(self) -> Judge:
-        cfg = dict(self.setting("judge") or {})
-        cfg.setdefault("max_attempts", int(self.setting("max_attempts", 3)))
-        return Judge(self.llm, **cfg)
-
     # -- the rounds -----------------------------------------------------------------------
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         instances = list(load_dataset(inputs["dataset"]))
@@ -89,7 +83,7 @@ class AdversarialPairs(SynthesisStep):
         instances = instances[: int(cap)] if cap is not None else instances
         rounds = int(self.setting("rounds", 2))
         self.text = SpecText(self.ctx.spec, int(self.ctx.cfg.seed))
-        self.compliance, self.quality = self.judge(), self.judge()
+        self.compliance, self.quality = self.new_judge(), self.new_judge()
         self.counts: Counter[str] = Counter()
         pool = ExperiencePool(int(self.setting("pool_size", 64)))
         rows: list[dict[str, Any]] = []

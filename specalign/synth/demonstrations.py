@@ -22,7 +22,6 @@ from specalign.errors import ConfigError, SpecAlignError
 from specalign.pipeline.step import Artifact
 from specalign.synth.embed import embedding_dedup
 from specalign.synth.gates import exact_duplicates, length_bounds
-from specalign.synth.judge import Judge
 from specalign.synth.llm_step import SynthesisStep
 from specalign.synth.replies import parse_list, parse_text, words
 
@@ -209,12 +208,7 @@ class DemonstrationSynthesis(SynthesisStep):
         return out
 
     def filtered(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        judge_cfg = dict(self.setting("judge") or {})
-        self.judge = Judge(
-            self.llm,
-            method=str(judge_cfg.get("method", "auto")),
-            max_attempts=int(self.setting("max_attempts", 3)),
-        )
+        self.judge = self.new_judge()
         chats = [
             self.prompts["filter"].render(
                 **self.variables(row, question=row["question"], answer=row["answer"])

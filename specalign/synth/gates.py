@@ -13,6 +13,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,6 @@ class GateReport:
     def __init__(self, step: str) -> None:
         self.step = step
         self.dropped: Counter[str] = Counter()
-        self.seen: Counter[str] = Counter()
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count
@@ -64,7 +64,6 @@ class GateReport:
                 kept.append(row)
             else:
                 self.drop(why)
-        self.seen[gate] += len(rows)
         if len(kept) < len(rows):
             log.info(
                 "%s: gate %s dropped %d of %d", self.step, gate, len(rows) - len(kept), len(rows)
@@ -125,11 +124,15 @@ class LeakageCheck:
     def __init__(self, files: Iterable[Path], ngram: int = 8) -> None:
         self.files = sorted(set(files))
         self.n = int(ngram)
-        self.grams: set[tuple[str, ...]] = set()
+
+    @cached_property
+    def grams(self) -> set[tuple[str, ...]]:
+        """The eval items' n-grams, read when a gate first runs (planning only hashes)."""
+        grams: set[tuple[str, ...]] = set()
         for path in self.files:
             for row in read_jsonl(path, required=(), key="eval items"):
-                text = as_text(row.get("prompt") or row.get("messages") or "")
-                self.grams |= ngrams(text, self.n)
+                grams |= ngrams(as_text(row.get("prompt") or row.get("messages") or ""), self.n)
+        return grams
 
     def fingerprint(self) -> dict[str, Any]:
         return {"ngram": self.n, "files": {p.name: file_sha256(p) for p in self.files}}

@@ -20,6 +20,7 @@ from specalign.errors import SpecAlignError
 from specalign.pipeline.dataset_io import save_dataset
 from specalign.pipeline.step import Step
 from specalign.synth.gates import GateReport, LeakageCheck, eval_item_files
+from specalign.synth.judge import Judge
 from specalign.synth.prompts import PromptTemplate, load_prompts
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class SynthesisStep(Step):
             settings, self.needed_prompts(), name
         )
         self.report = GateReport(name)
+        self.retries = 0  # reply retries across this step's `ask` calls
 
     def needed_prompts(self) -> dict[str, set[str]]:
         """The roles this configuration calls (a mode without LLM calls needs none)."""
@@ -116,6 +118,13 @@ class SynthesisStep(Step):
             "generator": generator_name(self.ctx),
             "seed": int(self.ctx.cfg.seed),
         }
+
+    def new_judge(self) -> Judge:
+        """A judge on this step's LLM from its `judge` setting ({method, max_attempts}); its
+        attempts default to the step's `max_attempts`."""
+        cfg = dict(self.setting("judge") or {})
+        cfg.setdefault("max_attempts", int(self.setting("max_attempts", 3)))
+        return Judge(self.llm, **cfg)
 
     def sampling(self, **overrides: Any) -> dict[str, Any]:
         """The step's `sampling` setting over the synthesizer's, the run seed, then overrides."""
@@ -155,7 +164,7 @@ class SynthesisStep(Step):
                 role,
                 first,
             )
-        self.retries = getattr(self, "retries", 0) + stats.retries
+        self.retries += stats.retries
         return values
 
     def require(self, rows: list[Any], what: str) -> None:
@@ -182,7 +191,7 @@ class SynthesisStep(Step):
         metrics: dict[str, Any] = {"rows": len(rows), **self.report.metrics(len(rows))}
         if "llm" in self.__dict__:  # only if this run called it (a cached level never builds it)
             metrics.update(
-                {"llm_calls": self.llm.calls, "retries": getattr(self, "retries", 0)},
+                {"llm_calls": self.llm.calls, "retries": self.retries},
                 **self.llm.budget.summary(),
             )
         return metrics
