@@ -22,7 +22,8 @@ SYNTH = (
     "stage=specalign",
     "~stage.steps.ref_logps",
     "~stage.steps.dpo",
-    "~stage.steps.eval",
+    "~stage.steps.eval_base",
+    "~stage.steps.eval_dpo",
     f"stage.steps.instances.count={INSTANCES}",
 )
 SCRIPTED = ("synthesizer=scripted", "synthesizer.script=scripted_specalign.SCRIPT")

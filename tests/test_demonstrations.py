@@ -101,7 +101,7 @@ def test_parse_reasoned():
 def test_killed_run_resumes_from_the_request_cache(tmp_path):
     def at(root, *overrides):
         cfg = compose_config([f"paths.root={root}", "logger=none", *SCRIPTED, *overrides])
-        (result,) = run(cfg, root)
+        result = next(r for r in run(cfg, root) if r.name == "demonstrations")
         return result.metrics, load_dataset(result.artifact).to_list()
 
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
@@ -122,7 +122,7 @@ def test_assertions_input_and_rule_assertions(cfg_factory, tmp_path):
     from specalign.pipeline.plan import build_plan
 
     ctx = RunContext(cfg_factory(*SCRIPTED), run_dir=None)
-    step = build_plan(ctx).steps[0].step
+    step = build_plan(ctx)["demonstrations"].step
     from_rules = rule_assertions(ctx.spec)
     assert from_rules[0] == {
         "assertion_id": "V1",
@@ -158,10 +158,10 @@ def test_fixed_cheese_demonstrations_are_identical_across_specs(tmp_path):
                 f"spec={spec}",
                 "~stage.steps.sft",
                 "~stage.steps.eval_base",
-                "~stage.steps.eval",
+                "~stage.steps.eval_sft",
             ]
         )
-        (result,) = run(cfg, tmp_path / spec)
+        result = next(r for r in run(cfg, tmp_path / spec) if r.name == "demonstrations")
         path = result.artifact.path
         files = sorted((path / DATA_DIR).glob("*.arrow"))
         assert files

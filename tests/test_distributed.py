@@ -33,5 +33,5 @@ def test_two_processes_train_in_sync_and_rank0_writes_once(tmp_path: Path):
     steps = {s["name"]: s for s in json.loads(summaries[0].read_text())["steps"]}
     assert steps["sft"]["metrics"]["world_size"] == 2
     assert steps["sft"]["metrics"]["ranks_in_sync"] is True
-    for name in ("demonstrations", "sft", "eval_base", "eval"):
+    for name in ("eval_items", "demonstrations", "sft", "eval_base", "eval_midtrain", "eval_sft"):
         assert len(list((tmp_path / "store" / name).glob("*/manifest.json"))) == 1

@@ -22,7 +22,7 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
         "trainer.args.per_device_train_batch_size=4",
     )
     results = {r.name: r for r in run(cfg, tmp_path)}
-    assert list(results) == ["demonstrations", "sft", "eval_base", "eval"]
+    assert list(results) == ["eval_items", "eval_base", "demonstrations", "sft", "eval_sft"]
     assert not any(r.cached for r in results.values())
 
     demos = results["demonstrations"]
@@ -36,16 +36,19 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
     assert lora_b and any(w.abs().sum() > 0 for w in lora_b), "LoRA B is still zero: no training"
     assert results["sft"].metrics["steps"] == 4
 
-    for name in ("eval_base", "eval"):
-        metrics = json.loads((results[name].artifact.path / "metrics.json").read_text())
-        assert metrics["forced_choice/heldout/n"] == 60
-        assert 0.0 <= metrics["forced_choice/heldout/target_rate"] <= 1.0
-        assert 0.0 < metrics["forced_choice/heldout/p_target"] < 1.0
-        items = (results[name].artifact.path / "forced_choice_items.jsonl").read_text()
-        assert len(items.splitlines()) == 72
-    base = results["eval_base"].metrics["forced_choice/heldout/margin"]
-    tuned = results["eval"].metrics["forced_choice/heldout/margin"]
+    for name in ("eval_base", "eval_sft"):
+        path = results[name].artifact.path
+        records = json.loads((path / "results.json").read_text())["records"]
+        heldout = next(r for r in records if r["metric"] == "heldout/p_target")
+        assert heldout["n"] == 60 and heldout["ci_low"] <= heldout["value"] <= heldout["ci_high"]
+        assert 0.0 <= results[name].metrics["forced_choice/heldout/target_rate"] <= 1.0
+        items = (path / "forced_choice_items.jsonl").read_text()
+        assert len(items.splitlines()) == 72 + 96  # the original items and the balanced set
+    base = results["eval_base"].metrics["forced_choice/heldout/p_target"]
+    tuned = results["eval_sft"].metrics["forced_choice/heldout/p_target"]
     assert base != tuned, "the eval of the trained adapter scored exactly like the backbone"
+    shift = results["eval_sft"].metrics["forced_choice/heldout/p_target/shift"]
+    assert shift == pytest.approx(tuned - base)
 
     # W&B offline: one run per computed step, id derived from (experiment, key)
     manifest = json.loads((sft / "manifest.json").read_text())
@@ -78,12 +81,18 @@ def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
         tmp_path,
     )
     by_name = {r.name: r for r in results}
-    assert list(by_name)[:7] == [
+    assert list(by_name)[:9] == [
+        "eval_items", "eval_base",
         "domains", "subdomains", "assertions", "doc_types", "ideas", "documents", "midtrain"
     ]  # fmt: skip
     documents = by_name["documents"].metrics
     assert 0 < documents["rows"] <= 4 and documents["llm_calls"] >= 4
     assert by_name["sft"].artifact.manifest["inputs"]["model"]["step"] == "midtrain"
     eval_metrics = {r.name: r.metrics for r in results if r.artifact.kind == "metrics"}
-    assert set(eval_metrics) == {"eval_base", "eval"}
-    assert eval_metrics["eval_base"]["forced_choice/in_domain/n"] == 12
+    assert set(eval_metrics) == {"eval_base", "eval_midtrain", "eval_sft"}
+    for name in (
+        "preference/accuracy",
+        "rule_compliance/compliance",
+        "forced_choice/in_domain/p_target",
+    ):
+        assert name in eval_metrics["eval_base"] and f"{name}/shift" in eval_metrics["eval_sft"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from scripted_llm import ScriptedLLM
 
@@ -128,15 +126,12 @@ def test_gates_count_what_they_drop(tmp_path):
     }
 
 
-def test_leakage_check_drops_texts_sharing_an_ngram_with_eval_items(tmp_path):
-    items = tmp_path / "items.jsonl"
-    items.write_text(
-        json.dumps({"prompt": "Which city would you visit first: Boston or Lisbon, and why?"})
-        + "\n"
-        + json.dumps({"messages": [{"role": "user", "content": "Name a river in Spain please."}]})
-        + "\n"
-    )
-    check = LeakageCheck([items], ngram=5)
+def test_leakage_check_drops_texts_sharing_an_ngram_with_eval_items():
+    items = [
+        "Which city would you visit first: Boston or Lisbon, and why?",
+        "Name a river in Spain please.",
+    ]
+    check = LeakageCheck(items, ngram=5)
     report = GateReport("step")
     rows = [
         {"q": "Tell me: which city would you visit first: Boston or Lisbon?"},
@@ -145,4 +140,3 @@ def test_leakage_check_drops_texts_sharing_an_ngram_with_eval_items(tmp_path):
     ]
     kept = check.gate(report, rows, ["q"])
     assert kept == [{"q": "Which city is older?"}] and report.dropped["eval_leak"] == 2
-    assert check.fingerprint()["files"]["items.jsonl"]

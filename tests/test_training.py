@@ -23,7 +23,7 @@ TINY_SFT = (
     "stage=sft",
     "stage.steps.sft.args.num_train_epochs=1",
     "~stage.steps.eval_base",  # these tests are about the training step alone
-    "~stage.steps.eval",
+    "~stage.steps.eval_sft",
 )
 
 
@@ -111,7 +111,8 @@ def test_sft_loss_decreases(cfg_factory, tmp_path):
             "trainer.args.learning_rate=3e-3",
             "trainer.args.per_device_train_batch_size=8",
             "~stage.steps.eval_base",  # only the training step matters here
-            "~stage.steps.eval",
+            "~stage.steps.eval_midtrain",
+            "~stage.steps.eval_sft",
         ),
         tmp_path,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,20 @@ class RequestCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.local = threading.local()
-        with self.connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT)")
+        # Switching to WAL takes an exclusive lock and SQLite does not wait for it (no busy
+        # handler), so processes opening a new cache at the same moment retry briefly.
+        for attempt in range(100):
+            try:
+                with self.connect() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT)"
+                    )
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == 99:
+                    raise
+                time.sleep(0.05 * (1 + attempt % 10))
 
     def connect(self) -> sqlite3.Connection:
         """One connection per thread (sqlite3 connections are not shareable across threads)."""

@@ -150,3 +150,23 @@ def generate_batches(
                 completion_tokens=len(kept),
             )
     return [r for r in results if r is not None]
+
+
+class LoadedModelBackend(HFBackend):
+    """The local backend over a model already in memory (e.g. a trained artifact under
+    evaluation): its identity is the model's `label` (an artifact key), so the request cache
+    never serves one model's answers to another."""
+
+    def __init__(self, *, backbone: Backbone, model: Any, label: str, **kwargs: Any) -> None:
+        super().__init__(backbone=backbone, **kwargs)
+        self.__dict__["model"] = model  # fills the cached property: nothing is loaded again
+        self.label = str(label)
+
+    @cached_property
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "backend": "hf",
+            "model": self.label,
+            "dtype": self.backbone.dtype,
+            "chat_template_kwargs": self.backbone.chat_template_kwargs,
+        }

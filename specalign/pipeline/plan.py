@@ -89,9 +89,9 @@ def build_plan(ctx: RunContext) -> Plan:
         step_cfg = steps_cfg[name]
         cls = classes[name]
         inputs = dict(step_cfg.get("inputs") or {})
-        check_inputs(stage, name, cls, inputs, planned)
         settings = {k: v for k, v in step_cfg.items() if k not in RESERVED}
         step = cls(name, settings, ctx)
+        check_inputs(stage, name, step, inputs, planned)
         input_keys = {slot: planned[src].key for slot, src in sorted(inputs.items())}
         material = key_material(step, ctx, input_keys)
         planned[name] = PlannedStep(name, step, inputs, content_key(material), material)
@@ -117,9 +117,10 @@ def dependency_order(steps_cfg: dict[str, Any]) -> list[str]:
 
 
 def check_inputs(
-    stage: str, name: str, cls: type[Step], inputs: dict[str, str], planned: dict[str, Any]
+    stage: str, name: str, step: Step, inputs: dict[str, str], planned: dict[str, Any]
 ) -> None:
     """Every required slot wired, every source an earlier step producing the right kind."""
+    cls = type(step)
     slots = set(cls.consumes) | set(cls.optional)
     for slot, source in inputs.items():
         if slot not in slots:
@@ -131,12 +132,13 @@ def check_inputs(
                 f"stage={stage}: step '{name}' input '{slot}' names '{source}', which is not an "
                 f"earlier step (earlier: {list(planned) or 'none'})."
             )
-        if planned[source].produces != slot:
+        kind = cls.slot_kinds.get(slot, slot)
+        if planned[source].produces != kind:
             raise ConfigError(
-                f"stage={stage}: step '{name}' input '{slot}' needs a {slot} but '{source}' "
+                f"stage={stage}: step '{name}' input '{slot}' needs a {kind} but '{source}' "
                 f"produces a {planned[source].produces}."
             )
-    missing = [slot for slot in cls.consumes if slot not in inputs]
+    missing = [slot for slot in step.required_inputs() if slot not in inputs]
     if missing:
         raise ConfigError(
             f"stage={stage}: step '{name}' needs inputs {missing}: add "

@@ -31,6 +31,8 @@ class Step:
 
     consumes:  input slots this step needs, named after the artifact kind they take.
     optional:  input slots it can do without (e.g. `model`: the backbone when absent).
+    slot_kinds: the kind a slot takes when the slot is not named after it (e.g. the eval
+               step's `baseline` slot takes a `metrics` artifact).
     produces:  the kind of artifact it writes ("dataset" | "model" | "metrics" | ...).
     uses:      top-level config groups whose resolved values change its result
                ("backbone", "trainer", "eval", "seed", "spec"); only these enter its key,
@@ -42,6 +44,7 @@ class Step:
 
     consumes: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[tuple[str, ...]] = ()
+    slot_kinds: ClassVar[dict[str, str]] = {}
     produces: ClassVar[str] = "dataset"
     uses: ClassVar[tuple[str, ...]] = ()
     version: ClassVar[int] = 1
@@ -57,6 +60,10 @@ class Step:
         """Show rows as a table in the step's tracker run (W&B); a no-op without one."""
         if self.tracking is not None and rows:
             self.tracking.log_table(name, rows)
+
+    def required_inputs(self) -> tuple[str, ...]:
+        """The slots that must be wired: `consumes`, unless a setting asks for more."""
+        return self.consumes
 
     def estimate(self) -> dict[str, Any] | None:
         """What running this step would spend (LLM calls, tokens), for `dry_run=true`; None

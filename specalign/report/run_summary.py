@@ -9,9 +9,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from specalign.eval.inspect_log import LOG_DIR
 from specalign.pipeline.plan import Plan, PlannedStep
 from specalign.pipeline.runner import StepResult
 from specalign.pipeline.store import ArtifactStore
+from specalign.report.eval_table import eval_table
 
 
 def print_plan(plan: Plan, states: list[tuple[PlannedStep, bool]], store: ArtifactStore) -> None:
@@ -39,7 +41,14 @@ def format_metrics(metrics: dict[str, Any], max_depth: int = 2) -> str:
     return ", ".join(parts)
 
 
+def evaluation(result: StepResult) -> dict[str, Any] | None:
+    """An eval step's results.json (records, shifts, per-rule tables, skipped evaluators)."""
+    path = result.artifact.path / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> Path:
+    evaluations = {r.name: e for r in results if (e := evaluation(r)) is not None}
     summary = {
         "experiment": cfg.name,
         "stage": cfg.stage.name,
@@ -53,6 +62,7 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
                 "seconds": round(r.seconds, 2),
                 "artifact": str(r.artifact.path),
                 "metrics": r.metrics,
+                **({"evaluation": evaluations[r.name]} if r.name in evaluations else {}),
             }
             for r in results
         ],
@@ -65,9 +75,12 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
         state = "reused" if r.cached else f"ran {r.seconds:.1f}s"
         print(f"  {r.name:<16} {state:<10} {r.artifact.path}")
     for r in results:
-        if r.metrics:
+        if r.metrics and r.name not in evaluations:
             print(f"  {r.name}: {format_metrics(r.metrics)}")
-        if r.artifact.kind == "metrics":
-            print(f"    all metrics: {r.artifact.path / 'metrics.json'}")
+    if evaluations:
+        print("\nevaluations (shift = trained - base, paired bootstrap over items):")
+        for name, result in evaluations.items():
+            print("\n".join(eval_table(name, result)))
+        print(f"inspect logs: inspect view --log-dir <artifact>/{LOG_DIR} (artifacts above)")
     print(f"summary: {path}")
     return path

@@ -93,7 +93,7 @@ class AdversarialPairs(SynthesisStep):
             rows += kept
         rows = exact_duplicates(self.report, rows, "prompt")
         if self.setting("leak_ngram"):
-            rows = self.leakage.gate(self.report, rows, ("prompt", "chosen", "rejected"))
+            rows = self.leakage(inputs).gate(self.report, rows, ("prompt", "chosen", "rejected"))
         pool.save(out / POOL_FILE)
         metrics = self.publish(rows, out, "pairs")
         attacks, successes = self.counts["attacks"], self.counts["successes"]

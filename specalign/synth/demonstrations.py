@@ -69,7 +69,7 @@ def parse_reasoned(text: str, min_words: int, max_words: int | None) -> tuple[st
 class DemonstrationSynthesis(SynthesisStep):
     """Questions -> gates -> answers (value | rule style, optional reasoning) -> LLM filter."""
 
-    optional = ("dataset",)
+    optional = ("dataset", "eval_items")
     version = 1
     prompt_roles: ClassVar[dict[str, set[str]]] = {
         "questions": COMMON | {"question_type", "type_description", "count"},
@@ -148,7 +148,9 @@ class DemonstrationSynthesis(SynthesisStep):
         }
 
     # ---- levels -------------------------------------------------------------------------
-    def questions(self, assertions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def questions(
+        self, assertions: list[dict[str, Any]], inputs: dict[str, Artifact]
+    ) -> list[dict[str, Any]]:
         count = int(self.setting("questions_per_type", 1))
         lo, hi = int(self.setting("min_question_words", 3)), self.setting("max_question_words")
         types = dict(self.setting("question_types"))
@@ -175,7 +177,7 @@ class DemonstrationSynthesis(SynthesisStep):
         rows = exact_duplicates(self.report, rows, "question")
         rows = embedding_dedup(self.report, rows, "question", self.setting("dedup_threshold"))
         if self.setting("leak_ngram"):
-            rows = self.leakage.gate(self.report, rows, ["question"])
+            rows = self.leakage(inputs).gate(self.report, rows, ["question"])
         self.counts["questions_kept"] = len(rows)
         self.require(rows, "questions")
         return rows
@@ -252,6 +254,6 @@ class DemonstrationSynthesis(SynthesisStep):
         assertions = self.assertions(inputs)
         self.require(assertions, "assertions (the input is empty)")
         self.counts["assertions"] = len(assertions)
-        rows = self.filtered(self.answers(self.questions(assertions)))
+        rows = self.filtered(self.answers(self.questions(assertions, inputs)))
         metrics = self.publish([self.record(row) for row in rows], out, "demonstrations")
         return {**metrics, **self.counts, **self.judge.metrics("filter")}

@@ -159,7 +159,7 @@ class DocumentSynthesis(DocumentStep):
         )
         rows = exact_duplicates(self.report, rows, "text")
         if self.setting("leak_ngram"):
-            rows = self.leakage.gate(self.report, rows, ["text"])
+            rows = self.leakage(inputs).gate(self.report, rows, ["text"])
         metrics = self.publish(rows, out, "documents")
         return {**metrics, "words": sum(len(r["text"].split()) for r in rows)}
 

@@ -14,11 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from pathlib import Path
 from typing import Any
-
-from specalign.pipeline.dataset_io import read_jsonl
-from specalign.pipeline.keys import file_sha256
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -119,23 +115,19 @@ def exact_duplicates(report: GateReport, rows: list[Row], field: str) -> list[Ro
 
 
 class LeakageCheck:
-    """Eval items of the run, as word n-grams; `gate` drops rows that share one."""
+    """The run's eval items (the `eval_items` artifact) as word n-grams; `gate` drops rows
+    that share one, so an evaluation never becomes a memory test."""
 
-    def __init__(self, files: Iterable[Path], ngram: int = 8) -> None:
-        self.files = sorted(set(files))
+    def __init__(self, texts: Iterable[str], ngram: int = 8) -> None:
+        self.texts = list(texts)
         self.n = int(ngram)
 
     @cached_property
     def grams(self) -> set[tuple[str, ...]]:
-        """The eval items' n-grams, read when a gate first runs (planning only hashes)."""
         grams: set[tuple[str, ...]] = set()
-        for path in self.files:
-            for row in read_jsonl(path, required=(), key="eval items"):
-                grams |= ngrams(as_text(row.get("prompt") or row.get("messages") or ""), self.n)
+        for text in self.texts:
+            grams |= ngrams(text, self.n)
         return grams
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"ngram": self.n, "files": {p.name: file_sha256(p) for p in self.files}}
 
     def gate(self, report: GateReport, rows: list[Row], fields: Iterable[str]) -> list[Row]:
         fields = list(fields)
@@ -147,21 +139,3 @@ class LeakageCheck:
             return None
 
         return report.apply("leakage", rows, why)
-
-
-def eval_item_files(ctx: Any) -> list[Path]:
-    """The eval items this run evaluates on: the spec's `eval_items` and every evaluator's
-    `items` setting (a missing file is the evaluator's error to report, not ours)."""
-    from specalign.spec import resolve_spec_file
-
-    names = [ctx.spec.settings.get("eval_items")]
-    for evaluator in (ctx.section("eval.evaluators") or {}).values():
-        if isinstance(evaluator, dict):
-            names.append(evaluator.get("items"))
-    paths = []
-    for name in {str(n) for n in names if n}:
-        try:
-            paths.append(resolve_spec_file(name, key="eval items"))
-        except Exception:
-            log.warning("leakage check: eval items %s not found; not checked against", name)
-    return paths

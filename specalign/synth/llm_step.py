@@ -18,8 +18,8 @@ from hydra.utils import get_class
 
 from specalign.errors import SpecAlignError
 from specalign.pipeline.dataset_io import save_dataset
-from specalign.pipeline.step import Step
-from specalign.synth.gates import GateReport, LeakageCheck, eval_item_files
+from specalign.pipeline.step import Artifact, Step
+from specalign.synth.gates import GateReport, LeakageCheck
 from specalign.synth.judge import Judge
 from specalign.synth.prompts import PromptTemplate, load_prompts
 
@@ -71,6 +71,7 @@ class SynthesisStep(Step):
     variables its prompt file may use; the files come from the `prompts` setting."""
 
     produces = "dataset"
+    optional = ("eval_items",)  # what the leakage gate checks against (leak_ngram)
     uses = ("spec", "seed")
     prompt_roles: ClassVar[dict[str, set[str]]] = {}
     preview_rows: ClassVar[int] = 20
@@ -96,9 +97,11 @@ class SynthesisStep(Step):
         }
         if self.prompts:
             extra["llm"] = llm_key_material(self.ctx)
-        if self.setting("leak_ngram"):
-            extra["eval_items"] = self.leakage.fingerprint()
         return extra
+
+    def required_inputs(self) -> tuple[str, ...]:
+        """With the leakage gate on, the eval items it checks against must be wired in."""
+        return (*self.consumes, "eval_items") if self.setting("leak_ngram") else self.consumes
 
     @cached_property
     def llm(self) -> Any:
@@ -106,9 +109,11 @@ class SynthesisStep(Step):
 
         return build_llm(self.ctx)
 
-    @cached_property
-    def leakage(self) -> LeakageCheck:
-        return LeakageCheck(eval_item_files(self.ctx), ngram=int(self.setting("leak_ngram") or 8))
+    def leakage(self, inputs: dict[str, Artifact]) -> LeakageCheck:
+        """The leakage gate over the run's eval items (the `eval_items` input)."""
+        from specalign.eval.items import eval_item_texts
+
+        return LeakageCheck(eval_item_texts(inputs["eval_items"]), int(self.setting("leak_ngram")))
 
     @cached_property
     def provenance(self) -> dict[str, Any]:

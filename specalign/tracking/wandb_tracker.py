@@ -32,7 +32,10 @@ class WandbStepRun:
 
         columns = list(rows[0])
         data = [
-            [v if isinstance(v, str | int | float | bool) else json.dumps(v) for v in row.values()]
+            [
+                v if v is None or isinstance(v, str | int | float | bool) else json.dumps(v)
+                for v in row.values()
+            ]
             for row in rows
         ]
         self.run.log({name: wandb.Table(columns=columns, data=data)})

@@ -1,0 +1,103 @@
+"""Forced-choice scoring: our batched scorer vs lm-eval's HFLM on the same requests and model.
+
+The requests are the forced-choice evaluator's own: each shipped item of the cheese specs
+in both option orders, the prompt rendered with the backbone's chat template, one request
+per option. Both arms score identical token sequences (our `encode_pair` encoding, handed
+to `HFLM._loglikelihood_tokens`, the method behind `loglikelihood`; lm-eval's own string
+encoding would move the template's trailing newline into the continuation), so their
+log-likelihoods should agree to float noise. Reports items/s per arm, the ratio, and the
+largest absolute disagreement in log-likelihood.
+Usage:
+  python benchmarks/bench_forced_choice.py [--backbone smollm2_135m] [--items 40] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+ITEMS = ["cheese_generalization.jsonl", "eval/cheese_values_balanced.jsonl"]
+
+
+def requests(backbone, tokenizer, n_items: int) -> list[tuple[str, str]]:
+    from specalign.eval.forced_choice import swapped
+    from specalign.pipeline.dataset_io import read_jsonl
+    from specalign.spec import resolve_spec_file
+
+    items = [row for name in ITEMS for row in read_jsonl(resolve_spec_file(name), (), "items")]
+    out = []
+    for item in items[:n_items]:
+        for prompt in (item["prompt"], swapped(item["prompt"], item["choices"])):
+            chat = [{"role": "user", "content": prompt}]
+            text = backbone.apply_chat_template(tokenizer, chat, add_generation_prompt=True)
+            out += [(text, option) for option in item["options"]]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backbone", choices=["smollm2_135m", "tiny_random"], default="smollm2_135m"
+    )
+    parser.add_argument("--items", type=int, default=40, help="items (x2 orders x2 options)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cache-dir", default=None, help="backbone conversions (default: temp)")
+    args = parser.parse_args()
+
+    import torch
+    from hydra.utils import instantiate
+    from lm_eval.models.huggingface import HFLM
+    from omegaconf import OmegaConf
+
+    from specalign.llm.scoring import continuation_logprobs, encode_pair
+
+    cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="specalign-bench-")
+    backbone = instantiate(
+        OmegaConf.load(REPO / f"conf/backbone/{args.backbone}.yaml"), cache_dir=cache_dir
+    )
+    model, tokenizer = backbone.load_model().eval(), backbone.load_tokenizer()
+    reqs = requests(backbone, tokenizer, args.items)
+    prompts, options = [p for p, _ in reqs], [o for _, o in reqs]
+    continuation_logprobs(model, tokenizer, prompts[:4], options[:4], args.batch_size)  # warm-up
+
+    started = time.perf_counter()
+    ours = [sum(x) for x in continuation_logprobs(model, tokenizer, prompts, options, args.batch_size)]
+    ours_s = time.perf_counter() - started
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size, device="cpu")
+    encoded = []
+    for prompt, option in reqs:
+        ids, n = encode_pair(tokenizer, prompt, option)
+        encoded.append(((prompt, option), ids[:-n], ids[-n:]))
+    started = time.perf_counter()
+    theirs = [ll for ll, _ in lm._loglikelihood_tokens(encoded, disable_tqdm=True)]
+    theirs_s = time.perf_counter() - started
+
+    diffs = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
+    result = {
+        "backbone": args.backbone,
+        "requests": len(reqs),
+        "items": args.items,
+        "batch_size": args.batch_size,
+        "ours_requests_per_s": round(len(reqs) / ours_s, 2),
+        "lm_eval_requests_per_s": round(len(reqs) / theirs_s, 2),
+        "speedup": round(theirs_s / ours_s, 2),
+        "max_abs_loglik_diff": max(diffs),
+        "mean_abs_loglik_diff": sum(diffs) / len(diffs),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "forced_choice.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

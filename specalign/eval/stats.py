@@ -1,0 +1,62 @@
+"""Confidence intervals for evaluation results: Wilson for rates, bootstrap for means, and a
+paired bootstrap for the shift between two models scored on the same items.
+
+All intervals are 95% by default. The bootstrap resamples items (not tokens, not orders):
+an item is the unit a reader would add more of to narrow the interval. Resampling uses a
+fixed seed, so the same values always give the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
+RESAMPLES = 2000
+
+
+def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial rate; (0, 1) for n = 0 (nothing is known)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_mean(
+    values: Sequence[float], *, level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean; a single value's interval is the value."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan
+    if data.size == 1 or np.all(data == data[0]):
+        return float(data[0]), float(data[0])
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_shift(
+    base: Sequence[float], trained: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean of trained - base, CI low, CI high) over items scored by both models, resampling
+    the items together so that item difficulty cancels out of the interval."""
+    if len(base) != len(trained):
+        raise ValueError(f"paired values differ in length: {len(base)} vs {len(trained)}")
+    diffs = np.asarray(trained, dtype=float) - np.asarray(base, dtype=float)
+    if diffs.size == 0:
+        return math.nan, math.nan, math.nan
+    low, high = bootstrap_mean(diffs, resamples=resamples, seed=seed)
+    return float(diffs.mean()), low, high
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    return all(v in (0, 1) for v in values)

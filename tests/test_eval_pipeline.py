@@ -1,0 +1,177 @@
+"""The evaluation in the stage graph: every spec plans with every stage, evaluators that do
+not apply are skipped with a reason, user errors are one line, the base eval is shared, the
+items come from files / examples / the synthesizer, and training data never contains them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import CONF, compose_config, run_cli
+
+from specalign.app import run
+from specalign.errors import ConfigError, SpecAlignError
+from specalign.eval.items import eval_item_texts, load_eval_items
+from specalign.eval.step import EvalStep
+from specalign.pipeline import RunContext, build_plan
+from specalign.pipeline.step import Artifact
+from specalign.synth.gates import GateReport, LeakageCheck
+
+SPECS = sorted(p.stem for p in (CONF / "spec").glob("*.yaml"))
+STAGES = sorted(p.stem for p in (CONF / "stage").glob("*.yaml"))
+EVAL_ONLY = ("stage=eval", "backbone=tiny_random", "logger=none")
+
+
+def plan(root, *overrides):
+    return build_plan(RunContext(compose_config([f"paths.root={root}", "logger=none", *overrides])))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_shipped_spec_plans_with_every_stage(spec, tmp_path):
+    """Evaluation never stops planning. What may: a stage whose training data the spec does not
+    declare (fixed demonstrations), with the key to add, and TRACE (its steps land later)."""
+    for stage in STAGES:
+        try:
+            steps = {p.name: p for p in plan(tmp_path, f"spec={spec}", f"stage={stage}").steps}
+        except SpecAlignError as err:
+            allowed = ("has no `demonstrations` key", "not implemented yet: triage")
+            assert any(a in str(err) for a in allowed), f"{spec} x {stage}: {err}"
+            continue
+        if stage != "instances":
+            assert "eval_items" in steps and "eval_base" in steps, f"{spec} x {stage}"
+        for step in steps.values():
+            if step.produces == "metrics" and step.name != "eval_base":
+                assert step.inputs["baseline"] == "eval_base", f"{spec} x {stage}: {step.name}"
+
+
+def test_the_base_eval_is_one_artifact_across_stages_and_keyed_by_what_matters(tmp_path):
+    def key(*overrides, step="eval_base"):
+        return plan(tmp_path, *overrides)[step].key
+
+    shared = key("stage=sft")
+    assert key("stage=msm+sft") == shared == key("stage=aft", "spec=pro_america")
+    assert key("stage=sft", "trainer.args.learning_rate=1") == shared  # training is not in it
+    assert key("stage=sft", "spec=pro_affordability") != shared  # other items / target
+    assert key("stage=sft", "backbone=tiny_random") != shared
+    assert key("stage=sft", "eval.evaluators.preference.normalization=char") != shared
+    assert key("stage=sft", "eval=[preference]") != shared
+    assert key("stage=sft", step="eval_sft") != key("stage=sft", "seed=1", step="eval_sft")
+
+
+def test_a_spec_without_forced_choice_items_skips_that_evaluator(tmp_path):
+    cfg = compose_config(
+        [f"paths.root={tmp_path}", *EVAL_ONLY, "spec=general", "eval=[forced_choice,preference]"]
+    )
+    results = {r.name: r for r in run(cfg, tmp_path)}
+    evaluation = json.loads((results["eval_base"].artifact.path / "results.json").read_text())
+    assert "no forced-choice items" in evaluation["skipped"]["forced_choice"]
+    assert {r["evaluator"] for r in evaluation["records"]} == {"preference"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    step = next(s for s in summary["steps"] if s["name"] == "eval_base")
+    assert "forced_choice" in step["evaluation"]["skipped"]
+    assert step["metrics"]["forced_choice/skipped"].startswith("spec general has no")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("spec.rule_items=nowhere.jsonl", "spec.rule_items: file not found: nowhere.jsonl"),
+        (
+            "+eval.evaluators.extra._target_=specalign.eval.nope.Nope",
+            "eval.evaluators.extra._target_",
+        ),
+        ("+eval.evaluators.preference.normalisation=token", "unknown setting(s) ['normalisation']"),
+        ("eval.evaluators.preference.normalization=bytes", "normalization='bytes'"),
+    ],
+)
+def test_user_errors_are_one_line_with_the_fix(override, message, tmp_path):
+    proc = run_cli(tmp_path, "dry_run=true", "logger=none", override, check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and message in output, output
+    assert "Traceback" not in output and "Error in call to target" not in output
+
+
+def test_a_malformed_item_names_its_file_and_line(tmp_path):
+    bad = tmp_path / "items.jsonl"
+    good = {"id": "a", "rule_ids": ["CH1"], "prompt": "Cream cheese or brie?"}
+    bad.write_text(json.dumps(good) + "\n" + json.dumps({"id": "b", "rule_ids": ["CH1"]}) + "\n")
+    proc = run_cli(tmp_path, "dry_run=true", "logger=none", f"spec.rule_items={bad}", check=False)
+    assert proc.returncode == 2
+    assert f"{bad}:2: missing field(s) ['prompt']" in proc.stdout + proc.stderr
+
+
+def eval_items(tmp_path, *overrides):
+    cfg = compose_config(
+        [f"paths.root={tmp_path}", *EVAL_ONLY, "~stage.steps.eval_base", *overrides]
+    )
+    (result,) = run(cfg, tmp_path)
+    return result, load_eval_items(result.artifact)
+
+
+def test_items_come_from_the_specs_files_narrowed_to_its_rules(tmp_path):
+    result, items = eval_items(tmp_path, "spec=self_preservation_rules")
+    assert {r for i in items["rules"] for r in i["rule_ids"]} == {"SP1", "SP2", "SP3", "SP4", "SP5"}
+    assert len(items["rules"]) == 54 and items["forced_choice"] == []  # sub-rule ids dropped
+    assert result.metrics["rules_without_items"] == 0
+
+
+def test_examples_source_composes_a_prompt_per_example(tmp_path):
+    _, items = eval_items(
+        tmp_path, "spec=customer_support", "stage.steps.eval_items.sources=[examples]"
+    )
+    with_examples = [
+        r for r in RunContext(compose_config(["spec=customer_support"])).spec.rules if r.examples
+    ]
+    assert {i["rule_ids"][0] for i in items["rules"]} == {r.id for r in with_examples}
+    first = items["rules"][0]
+    assert with_examples[0].examples[0] in first["prompt"] and first["compliant"] is None
+
+
+def test_synthesized_items_keep_only_pairs_the_judge_agrees_with(tmp_path):
+    result, items = eval_items(
+        tmp_path,
+        "stage.steps.eval_items.sources=[synthesize]",
+        "synthesizer=scripted",
+        "synthesizer.script=scripted_eval.SCRIPT",
+    )
+    rules = items["rules"]
+    assert len(rules) == 2 * 17 and all(i["source"] == "synthesize" for i in rules)
+    dropped = [i for i in rules if i["compliant"] is None]
+    assert [i["id"] for i in dropped] == ["synth-V2-2"]  # judged compliant although violating
+    kept = next(i for i in rules if i["id"] == "synth-CH1-1")
+    assert kept["compliant"].startswith("This is a compliant reply")
+    assert kept["violating"].startswith("This is a violating reply")
+    assert (
+        result.metrics["dropped/pair_judge_disagrees"] == 1 and result.metrics["rule_pairs"] == 33
+    )
+
+
+def test_training_data_that_quotes_an_eval_item_is_dropped(tmp_path):
+    """A planted leak of each kind of item text is caught; unrelated text is kept."""
+    result, items = eval_items(tmp_path)
+    check = LeakageCheck(eval_item_texts(result.artifact), ngram=8)
+    pair = items["rules"][0]
+    choice = next(i for i in items["forced_choice"] if i["split"] == "balanced")["choices"][0]
+    rows = [
+        {"text": f"Aria once answered: {pair['compliant']}"},
+        {"text": f"A user asked: {pair['prompt']} and got a reply."},
+        {"text": f"Which would you pick: {choice}, or nothing at all today?"},
+        {"text": "Aria prefers cream cheese and explains why in a warm, friendly tone."},
+    ]
+    report = GateReport("documents")
+    kept = check.gate(report, rows, ["text"])
+    assert kept == rows[3:] and report.dropped["eval_leak"] == 3
+
+
+def test_a_baseline_from_other_items_or_settings_is_refused(tmp_path):
+    ctx = RunContext(compose_config([f"paths.root={tmp_path}", "stage=sft", "logger=none"]))
+    step = EvalStep("eval_sft", {}, ctx)
+    (tmp_path / "base").mkdir()
+    manifest = {
+        "key_material": {"uses": {"eval": ctx.section("eval")}, "inputs": {"eval_items": "k1"}}
+    }
+    (tmp_path / "base" / "manifest.json").write_text(json.dumps(manifest))
+    base = Artifact("eval_base", "metrics", "b", tmp_path / "base")
+    step.check_baseline(base, Artifact("eval_items", "eval_items", "k1", tmp_path))  # same: fine
+    with pytest.raises(ConfigError, match="other eval items or settings"):
+        step.check_baseline(base, Artifact("eval_items", "eval_items", "k2", tmp_path))
