@@ -4,6 +4,7 @@ items) and a log-prob grader through our model API."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -91,8 +92,16 @@ def compliance_items():
     ]
 
 
-def test_rule_compliance_with_mockllm_subject_and_text_grader(tmp_path):
+def test_rule_compliance_with_mockllm_subject_and_text_grader(tmp_path, monkeypatch):
+    from inspect_ai._util.logger import _logHandler
     from inspect_ai.log import read_eval_log
+
+    # inspect configures logging on its first eval in a process: make this one the first,
+    # and check that the run's own logging comes back as it was (specalign logs at INFO)
+    monkeypatch.setitem(_logHandler, "handler", None)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.INFO)
+    handlers = list(root.handlers)
 
     subject = mock_model(lambda prompt: f"My answer to: {prompt}")
     seen = []
@@ -120,6 +129,7 @@ def test_rule_compliance_with_mockllm_subject_and_text_grader(tmp_path):
     }
     assert measures["compliance"] == pytest.approx(2 / 3) and measures["unscored"] == 0.25
     assert measures["rule/CH1/compliance"] == 1.0 and "rule/V1/compliance" not in measures
+    assert root.level == logging.INFO and root.handlers == handlers
     log = read_eval_log(str(tmp_path / "rule_compliance.eval"))
     assert log.status == "success" and len(log.samples) == 4
     assert log.samples[0].scores["rule_compliance"].metadata["grader_reply"]

@@ -95,6 +95,20 @@ def test_score_equals_plain_log_softmax(llm: HFBackend) -> None:
         assert got.total == pytest.approx(sum(want), abs=1e-4)
 
 
+def test_shared_prompts_score_as_if_each_pair_ran_alone(llm: HFBackend) -> None:
+    """Forced choice repeats each prompt once per option: the prompt then runs once and its
+    KV cache serves every continuation. The log-probs must be those of a plain pass per pair
+    (prompts of different lengths in one batch, continuations of different lengths)."""
+    chats = [CHATS[1], CHATS[1], CHATS[1], CHATS[4], CHATS[4], CHATS[0], CHATS[0]]
+    conts = [" Brie.", " Comte, I think", "x", " Trains", " Slow and costly trains.", "!", " Hi"]
+    shared = fresh(llm, batch_size=2).score(chats, conts)  # 3 prompts: two batches
+    for chat, cont, got in zip(chats, conts, shared, strict=True):
+        (alone,) = llm.score([chat], [cont])  # a prompt used once: the plain path
+        assert got.tokens == pytest.approx(alone.tokens, abs=1e-4)
+        assert len(got.tokens) == len(alone.tokens)
+    assert len({round(s.total, 3) for s in shared}) == len(shared)  # the pairs differ
+
+
 def test_cache_makes_repeats_free(llm: HFBackend, tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "r.sqlite")
     first = fresh(llm, batch_size=4, cache=cache)

@@ -77,6 +77,11 @@ def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
             "stage.steps.documents.sampling.max_new_tokens=64",
             "stage.steps.documents.max_attempts=1",
             "stage.steps.documents.min_words=10",
+            "eval.evaluators.forced_choice.max_items=4",  # per split: 12 items in 2 orders
+            "eval.evaluators.preference.max_items=6",
+            "eval.evaluators.rule_compliance.max_items=3",
+            "eval.evaluators.rule_compliance.max_tokens=8",
+            "eval.evaluators.rule_compliance.grader_max_tokens=8",
         ),
         tmp_path,
     )

@@ -43,7 +43,8 @@ def test_context_spec_has_rules(cfg_factory):
 def test_bad_demonstrations_row_names_file_and_line(cfg_factory, tmp_path):
     demos = tmp_path / "demos.jsonl"
     demos.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"text": "x"}\n')
-    cfg = cfg_factory("backbone=tiny_random", f"spec.demonstrations={demos}")
+    stage = ("stage=sft", "~stage.steps.eval_base", "~stage.steps.eval_sft")  # no evals first
+    cfg = cfg_factory("backbone=tiny_random", *stage, f"spec.demonstrations={demos}")
     from specalign.app import run
 
     with pytest.raises(SpecAlignError, match=r"demos.jsonl:2: missing field\(s\) \['messages'\]"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -68,21 +69,25 @@ class RequestBatcher:
         return await future
 
     async def flush(self, group: str, params: dict[str, Any]) -> None:
-        seen = -1
-        while seen != len(self.pending[group]) and len(self.pending[group]) < self.max_batch:
-            seen = len(self.pending[group])
-            await asyncio.sleep(self.wait_s)
-        batch, self.pending[group] = self.pending[group], []
-        try:
-            results = await anyio.to_thread.run_sync(
-                self.call, params, [payload for payload, _ in batch]
-            )
-        except BaseException as err:  # every waiting sample sees the failure
-            for _, future in batch:
-                future.set_exception(err)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+        """Until the group is empty: wait for arrivals to pause, send what is there as one
+        call (requests arriving meanwhile are the next call's)."""
+        while self.pending[group]:
+            seen = -1
+            while seen != len(self.pending[group]) and len(self.pending[group]) < self.max_batch:
+                seen = len(self.pending[group])
+                await asyncio.sleep(self.wait_s)
+            batch = self.pending[group][: self.max_batch]
+            self.pending[group] = self.pending[group][self.max_batch :]
+            try:
+                results = await anyio.to_thread.run_sync(
+                    self.call, params, [payload for payload, _ in batch]
+                )
+            except BaseException as err:  # every waiting sample sees the failure
+                for _, future in batch:
+                    future.set_exception(err)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
 
 
 class SpecalignModelAPI(ModelAPI):
@@ -157,3 +162,20 @@ def inspect_model(llm: Any, label: str, *, tokenizer: Any = None, max_tokens: in
     return get_model(
         f"{PROVIDER}/{label}", llm=llm, tokenizer=tokenizer, max_tokens=max_tokens, memoize=False
     )
+
+
+def run_inspect_task(task: Any, **eval_args: Any) -> Any:
+    """`inspect_ai.eval` of one task, returning its log. inspect sets up logging the first
+    time it runs (the root logger's level to its own `warning` default, its handler on the
+    root): the run's own logging is put back as it was, so specalign keeps telling its story."""
+    from inspect_ai import eval as inspect_eval
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        (log,) = inspect_eval(task, display="none", **eval_args)
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    return log

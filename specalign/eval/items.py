@@ -187,11 +187,11 @@ class EvalItems(SynthesisStep):
 
     def example_items(self, rules: list[Any]) -> list[dict[str, Any]]:
         template = self.prompts["example"]
-        names_ = {"model_name": self.ctx.spec.model_name, "provider": self.ctx.spec.provider}
+        who = {"model_name": self.ctx.spec.model_name, "provider": self.ctx.spec.provider}
         items = []
         for rule in rules:
             for n, example in enumerate(rule.examples, start=1):
-                chat = template.render(**names_, example=example, rule=rule.text)
+                chat = template.render(**who, example=example, rule=rule.text)
                 items.append(
                     {
                         "id": f"example-{rule.id}-{n}",

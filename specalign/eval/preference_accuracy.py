@@ -24,23 +24,31 @@ NORMALIZATIONS = {
 }
 
 
-def per_rule(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+def per_rule(
+    items: list[dict[str, Any]], limit: int | None, total: int | None = None
+) -> list[dict[str, Any]]:
     """At most `limit` items for each rule, in file order (an item counts for each of its
-    rules); null: every item."""
-    if limit is None:
-        return items
-    taken: dict[str, int] = defaultdict(int)
-    kept = []
-    for item in items:
-        if any(taken[r] < int(limit) for r in item["rule_ids"]):
-            for r in item["rule_ids"]:
-                taken[r] += 1
-            kept.append(item)
-    return kept
+    rules), then at most `total` items; null: no limit."""
+    kept = items
+    if limit is not None:
+        taken: dict[str, int] = defaultdict(int)
+        kept = []
+        for item in items:
+            if any(taken[r] < int(limit) for r in item["rule_ids"]):
+                for r in item["rule_ids"]:
+                    taken[r] += 1
+                kept.append(item)
+    return kept if total is None else kept[: int(total)]
 
 
 class PreferenceAccuracy(Evaluator):
-    def __init__(self, name: str, normalization: str = "token", per_rule: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        normalization: str = "token",
+        per_rule: int | None = None,
+        max_items: int | None = None,
+    ) -> None:
         super().__init__(name)
         if normalization not in NORMALIZATIONS:
             raise ConfigError(
@@ -49,10 +57,11 @@ class PreferenceAccuracy(Evaluator):
             )
         self.normalization = normalization
         self.per_rule = per_rule
+        self.max_items = max_items
 
     def select(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pairs = [i for i in items if i.get("compliant") and i.get("violating")]
-        return per_rule(pairs, self.per_rule)
+        return per_rule(pairs, self.per_rule, self.max_items)
 
     def skip_reason(self, items: list[dict[str, Any]], spec: Any) -> str | None:
         if not items:
@@ -108,7 +117,7 @@ class PreferenceAccuracy(Evaluator):
             "accuracy": Measure(mean_by(rows, "correct"), True, f"compliant preferred by {note}"),
             "margin": Measure(mean_by(rows, "margin"), True, f"compliant - violating, {note}"),
         }
-        rules = sorted({r for row in rows for r in row["rule_ids"]})
+        rules = list(dict.fromkeys(r for row in rows for r in row["rule_ids"]))  # item order
         for rule in rules:
             members = [row for row in rows if rule in row["rule_ids"]]
             out[f"rule/{rule}/accuracy"] = Measure(mean_by(members, "correct"), True, note)

@@ -12,6 +12,7 @@ grader reasons and verdicts are all in the inspect log (`inspect view`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections import defaultdict
@@ -60,6 +61,7 @@ class RuleCompliance(Evaluator):
         name: str,
         prompt: str = "eval/rule_grader.txt",
         per_rule: int | None = None,
+        max_items: int | None = None,
         max_tokens: int = 256,
         grader_max_tokens: int = 96,
         verdict: str = "auto",
@@ -71,6 +73,7 @@ class RuleCompliance(Evaluator):
         self.template = PromptTemplate.load("grader", prompt, f"eval.evaluators.{name}.prompt")
         self.template.check(GRADER_VARS)
         self.per_rule = per_rule
+        self.max_items = max_items
         self.max_tokens = int(max_tokens)
         self.grader_max_tokens = int(grader_max_tokens)
         self.verdict = verdict
@@ -80,7 +83,7 @@ class RuleCompliance(Evaluator):
         return {"prompt": self.template.sha256()}
 
     def select(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return per_rule(items, self.per_rule)
+        return per_rule(items, self.per_rule, self.max_items)
 
     def skip_reason(self, items: list[dict[str, Any]], spec: Any) -> str | None:
         if not items:
@@ -111,10 +114,11 @@ class RuleCompliance(Evaluator):
     ) -> list[dict[str, Any]]:
         """The inspect Task on any inspect models (ours, mockllm, vLLM ...); rows from its log."""
         from inspect_ai import Task
-        from inspect_ai import eval as inspect_eval
         from inspect_ai.dataset import MemoryDataset, Sample
         from inspect_ai.model import GenerateConfig
         from inspect_ai.solver import generate
+
+        from specalign.eval.inspect_model import run_inspect_task
 
         samples = [
             Sample(
@@ -135,12 +139,11 @@ class RuleCompliance(Evaluator):
             config=GenerateConfig(temperature=0.0, max_tokens=self.max_tokens),
             name=self.name,
         )
-        (log,) = inspect_eval(
+        log = run_inspect_task(
             task,
             model=subject,
             model_roles={"grader": grader},
             log_dir=str(log_dir),
-            display="none",
             max_connections=self.connections,
             max_samples=self.connections,
             fail_on_error=True,
@@ -208,8 +211,10 @@ class RuleCompliance(Evaluator):
                         "log-probs (synthesizer=local). Fix: verdict=auto or text."
                     )
                 if scores and method != "text":
-                    yes = await api.score(chat, f"{reason}\nVERDICT: yes")
-                    no = await api.score(chat, f"{reason}\nVERDICT: no")
+                    yes, no = await asyncio.gather(  # one batch: the rubric runs once
+                        api.score(chat, f"{reason}\nVERDICT: yes"),
+                        api.score(chat, f"{reason}\nVERDICT: no"),
+                    )
                     p_yes = 1 / (1 + math.exp(no - yes))
                     verdict, source = p_yes >= 0.5, "logprob"
                 elif verdict is None:  # one retry with the format spelled out
@@ -243,6 +248,6 @@ class RuleCompliance(Evaluator):
         for row in rows:
             for rule in row["rule_ids"]:
                 groups[rule].append(row)
-        for rule in sorted(groups):
+        for rule in groups:  # in item order (the spec's order for the shipped files)
             out[f"rule/{rule}/compliance"] = Measure(mean_by(groups[rule], "compliant"), True, note)
         return {k: m for k, m in out.items() if m.values}  # a rule with no verdict at all

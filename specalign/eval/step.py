@@ -50,6 +50,16 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def table_line(rows: list[dict[str, Any]]) -> str:
+    """A per-rule table on one log line: `CH1 0.67 (n=3), CH2 ...`."""
+    cells = []
+    for row in rows:
+        label, n = next(iter(row.values())), row.get("n")
+        value = next(v for k, v in row.items() if k not in ("rule_id", "n"))
+        cells.append(f"{label} {value:.2f} (n={n})")
+    return ", ".join(cells)
+
+
 class EvalStep(Step):
     consumes = ("eval_items",)
     optional = ("model", "baseline")
@@ -127,7 +137,8 @@ class EvalStep(Step):
                 log.info("%s: evaluator %s skipped: %s", self.name, name, reason)
                 results["skipped"][name] = reason
                 continue
-            subject = subject or self.subject(inputs.get("model"))
+            if subject is None:  # loaded once, and only if some evaluator applies
+                subject = self.subject(inputs.get("model"))
             log.info("%s: %s on %d items (%s)", self.name, name, len(selected), subject.label)
             run = EvalRun(subject, selected, out, spec, self.grader, int(self.ctx.cfg.seed))
             result = evaluator.evaluate(run)
@@ -145,6 +156,7 @@ class EvalStep(Step):
             for table, rows in result.tables.items():
                 results["tables"][f"{name}/{table}"] = rows
                 self.log_table(f"{name}/{table}", rows)
+                log.info("%s: %s %s: %s", self.name, name, table, table_line(rows))
         results["subject"] = subject.label if subject else None
         results["baseline"] = baseline.key if baseline else None
         (out / RESULTS).write_text(json.dumps(results, indent=2, default=str))

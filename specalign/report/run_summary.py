@@ -79,8 +79,9 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
             print(f"  {r.name}: {format_metrics(r.metrics)}")
     if evaluations:
         print("\nevaluations (shift = trained - base, paired bootstrap over items):")
-        for name, result in evaluations.items():
-            print("\n".join(eval_table(name, result)))
-        print(f"inspect logs: inspect view --log-dir <artifact>/{LOG_DIR} (artifacts above)")
+        for r in results:
+            if r.name in evaluations:
+                print("\n".join(eval_table(r.name, evaluations[r.name])))
+                print(f"    inspect view start --log-dir {r.artifact.path / LOG_DIR}")
     print(f"summary: {path}")
     return path
