@@ -9,7 +9,7 @@ log-likelihoods should agree to float noise. Reports requests/s per arm (ours, o
 every request its own row, lm-eval), the ratio to lm-eval, and the largest absolute
 disagreement in log-likelihood.
 Usage:
-  python benchmarks/bench_forced_choice.py [--backbone smollm2_135m] [--items 40] [--batch-size 16]
+  python benchmarks/bench_forced_choice.py [--backbone smollm2_135m] [--items 40] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def main() -> None:
     )
     parser.add_argument("--items", type=int, default=40, help="items (x2 orders x2 options)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per arm (median)")
     parser.add_argument("--cache-dir", default=None, help="backbone conversions (default: temp)")
     args = parser.parse_args()
 
@@ -67,20 +69,26 @@ def main() -> None:
     prompts, options = [p for p, _ in reqs], [o for _, o in reqs]
     continuation_logprobs(model, tokenizer, prompts[:4], options[:4], args.batch_size)  # warm-up
 
-    started = time.perf_counter()
-    ours = continuation_logprobs(model, tokenizer, prompts, options, args.batch_size)
-    ours = [sum(x) for x in ours]
-    ours_s = time.perf_counter() - started
     pairs = [encode_pair(tokenizer, p, o) for p, o in reqs]
-    started = time.perf_counter()
-    separate_logprobs(model, tokenizer, pairs, args.batch_size)  # each pair its own row
-    separate_s = time.perf_counter() - started
-
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size, device="cpu")
     encoded = [((p, o), ids[:-n], ids[-n:]) for (p, o), (ids, n) in zip(reqs, pairs, strict=True)]
-    started = time.perf_counter()
-    theirs = [ll for ll, _ in lm._loglikelihood_tokens(encoded, disable_tqdm=True)]
-    theirs_s = time.perf_counter() - started
+    arms = {
+        "ours": lambda: continuation_logprobs(model, tokenizer, prompts, options, args.batch_size),
+        "ours_one_row_per_request": lambda: separate_logprobs(
+            model, tokenizer, pairs, args.batch_size
+        ),
+        "lm_eval": lambda: lm._loglikelihood_tokens(encoded, disable_tqdm=True),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in arms}
+    outputs: dict[str, list] = {}
+    for _ in range(args.repeat):  # arms interleaved, so machine noise hits them alike
+        for name, arm in arms.items():
+            started = time.perf_counter()
+            outputs[name] = arm()
+            seconds[name].append(time.perf_counter() - started)
+    median = {name: statistics.median(times) for name, times in seconds.items()}
+    ours = [sum(x) for x in outputs["ours"]]
+    theirs = [ll for ll, _ in outputs["lm_eval"]]
 
     diffs = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
     result = {
@@ -88,10 +96,10 @@ def main() -> None:
         "requests": len(reqs),
         "items": args.items,
         "batch_size": args.batch_size,
-        "ours_requests_per_s": round(len(reqs) / ours_s, 2),
-        "ours_without_prompt_sharing_requests_per_s": round(len(reqs) / separate_s, 2),
-        "lm_eval_requests_per_s": round(len(reqs) / theirs_s, 2),
-        "speedup": round(theirs_s / ours_s, 2),
+        "repeat": args.repeat,
+        **{f"{name}_requests_per_s": round(len(reqs) / t, 2) for name, t in median.items()},
+        "speedup_vs_lm_eval": round(median["lm_eval"] / median["ours"], 2),
+        "seconds": seconds,
         "max_abs_loglik_diff": max(diffs),
         "mean_abs_loglik_diff": sum(diffs) / len(diffs),
         "torch": torch.__version__,

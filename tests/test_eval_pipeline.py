@@ -51,6 +51,9 @@ def test_the_base_eval_is_one_artifact_across_stages_and_keyed_by_what_matters(t
     shared = key("stage=sft")
     assert key("stage=msm+sft") == shared == key("stage=aft", "spec=pro_america")
     assert key("stage=sft", "trainer.args.learning_rate=1") == shared  # training is not in it
+    assert key("stage=sft", "seed=3") == shared  # a seed sweep scores the backbone once
+    synth = ("stage=sft", "stage.steps.eval_items.sources=[synthesize]")
+    assert key(*synth, step="eval_items") != key(*synth, "seed=3", step="eval_items")
     assert key("stage=sft", "spec=pro_affordability") != shared  # other items / target
     assert key("stage=sft", "backbone=tiny_random") != shared
     assert key("stage=sft", "eval.evaluators.preference.normalization=char") != shared
@@ -175,3 +178,14 @@ def test_a_baseline_from_other_items_or_settings_is_refused(tmp_path):
     step.check_baseline(base, Artifact("eval_items", "eval_items", "k1", tmp_path))  # same: fine
     with pytest.raises(ConfigError, match="other eval items or settings"):
         step.check_baseline(base, Artifact("eval_items", "eval_items", "k2", tmp_path))
+
+
+def test_an_unknown_eval_option_lists_the_options(tmp_path):
+    """Hydra's own message (no traceback); in a list Hydra names the option it cannot load."""
+    proc = run_cli(tmp_path, "dry_run=true", "eval=nope", check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Could not find 'eval/nope'" in output
+    assert all(option in output for option in ("preference", "rule_compliance", "default"))
+    listed = run_cli(tmp_path, "dry_run=true", "eval=[preference,nope]", check=False, timeout=120)
+    assert listed.returncode != 0 and "Could not load 'eval/nope'" in listed.stdout + listed.stderr
+    assert "Traceback" not in output + listed.stdout + listed.stderr

@@ -50,6 +50,19 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
     shift = results["eval_sft"].metrics["forced_choice/heldout/p_target/shift"]
     assert shift == pytest.approx(tuned - base)
 
+    # every evaluator ran on the tiny model and left a log the inspect viewer reads
+    from inspect_ai.log import read_eval_log
+
+    evaluation = json.loads((results["eval_sft"].artifact.path / "results.json").read_text())
+    names = {r["evaluator"] for r in evaluation["records"]}
+    assert names == {"forced_choice", "preference", "rule_compliance"}
+    assert {s["evaluator"] for s in evaluation["shifts"]} == names and not evaluation["skipped"]
+    for name, samples in (("forced_choice", 2 * 168), ("preference", 51), ("rule_compliance", 17)):
+        log = read_eval_log(str(results["eval_sft"].artifact.path / "inspect" / f"{name}.eval"))
+        assert log.status == "success" and len(log.samples) == samples
+    by_rule = evaluation["tables"]["rule_compliance/by_rule"]
+    assert [row["rule_id"] for row in by_rule][:2] == ["V1", "V2"] and len(by_rule) <= 17
+
     # W&B offline: one run per computed step, id derived from (experiment, key)
     manifest = json.loads((sft / "manifest.json").read_text())
     expected_id = content_key({"experiment": cfg.name, "key": results["sft"].artifact.key})
@@ -58,6 +71,8 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [s["name"] for s in summary["steps"]] == list(results)
+    step = next(s for s in summary["steps"] if s["name"] == "eval_sft")
+    assert step["evaluation"]["tables"]["preference/by_rule"]  # the per-rule table
 
     again = run(cfg, tmp_path)
     assert all(r.cached for r in again), "an identical re-run must train nothing"

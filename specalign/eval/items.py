@@ -109,6 +109,7 @@ def rule_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any
 
 class EvalItems(SynthesisStep):
     produces = "eval_items"
+    uses = ("spec",)  # not the seed: a seed sweep shares its items and base eval (see below)
     prompt_roles: ClassVar[dict[str, set[str]]] = {
         "example": {"model_name", "provider", "example", "rule"},
         "rule_prompts": RULE_VARS | {"count"},
@@ -136,7 +137,9 @@ class EvalItems(SynthesisStep):
     def fingerprint(self) -> dict[str, Any]:
         """The item files' hashes (each parsed now, so a bad file fails at plan time)."""
         extra = super().fingerprint()
-        if "synthesize" not in self.sources:
+        if "synthesize" in self.sources:
+            extra["seed"] = int(self.ctx.cfg.seed)  # the synthesizer's sampling seed
+        else:
             extra.pop("llm", None)  # composing from files or examples asks no LLM
         extra["files"] = {str(p): file_sha256(p) for p in self.files("forced_choice_items")}
         if "file" in self.sources:

@@ -151,7 +151,8 @@ class RuleCompliance(Evaluator):
         if log.status != "success" or log.samples is None:
             detail = log.error.message if log.error else log.status
             raise SpecAlignError(f"eval {self.name}: the inspect task failed: {detail}")
-        rows = [self.row(sample) for sample in log.samples]  # read from the file: move it after
+        order = {item["id"]: n for n, item in enumerate(items)}  # the log is in finish order
+        rows = sorted((self.row(sample) for sample in log.samples), key=lambda r: order[r["id"]])
         Path(log.location).replace(Path(log_dir) / f"{self.name}.eval")  # a stable name
         return rows
 

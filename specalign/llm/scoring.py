@@ -77,6 +77,19 @@ def cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+SHARED_PREFIX_MIN = 8  # tokens all prompts of a batch start with, worth running once
+
+
+def common_prefix(heads: list[list[int]]) -> int:
+    """Tokens every head starts with (the chat template's system turn, say), keeping at
+    least one token of each head for the pass that predicts its continuations."""
+    n = min(len(h) for h in heads) - 1
+    for i in range(max(n, 0)):
+        if any(h[i] != heads[0][i] for h in heads):
+            return i
+    return max(n, 0)
+
+
 def shared_prompt_logprobs(
     model: Any,
     tokenizer: Any,
@@ -84,11 +97,14 @@ def shared_prompt_logprobs(
     pairs: list[tuple[list[int], int]],
     batch_size: int,
 ) -> list[list[float]]:
-    """Each distinct prompt runs once (left-padded, keeping its KV cache and its last logits,
-    which predict every continuation's first token); the cache is then repeated for the
-    prompt's continuations, which run as short right-padded rows on top of it."""
+    """Each distinct prompt runs once, and so does what a batch's prompts start with: the
+    common prefix (one row, its KV cache repeated), then each prompt's rest (left-padded
+    after the prefix; its last logits predict every continuation's first token), then the
+    prompt's KV cache is repeated for its continuations, which run as short right-padded
+    rows on top of it."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
+    argument = cache_argument(model)
     groups: dict[str, list[int]] = {}
     for i, prompt in enumerate(prompts):
         groups.setdefault(prompt, []).append(i)
@@ -97,18 +113,29 @@ def shared_prompt_logprobs(
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         heads = [pairs[g[0]][0][: len(pairs[g[0]][0]) - pairs[g[0]][1]] for g in batch]
-        width = max(len(h) for h in heads)
+        shared = common_prefix(heads) if len(heads) > 1 else 0
+        shared = shared if shared >= SHARED_PREFIX_MIN else 0
+        past: dict[str, Any] = {}
+        if shared:
+            out = model(input_ids=torch.tensor([heads[0][:shared]]).to(device), use_cache=True)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long).to(device))
+            past = {argument: cache}
+        rests = [head[shared:] for head in heads]
+        width = max(len(r) for r in rests)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, head in enumerate(heads):
-            ids[row, width - len(head) :] = torch.tensor(head)
-            mask[row, width - len(head) :] = 1
+        mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for row, rest in enumerate(rests):
+            ids[row, width - len(rest) :] = torch.tensor(rest)
+            mask[row, shared + width - len(rest) :] = 1
         out = model(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            position_ids=((mask.cumsum(-1) - 1).clamp(min=0)).to(device),
+            position_ids=((mask.cumsum(-1) - 1).clamp(min=0))[:, shared:].to(device),
             use_cache=True,
             logits_to_keep=1,
+            **past,
         )
         first = out.logits[:, -1].float().log_softmax(-1).cpu()  # predicts token 1 of each
         members = [(row, i) for row, group in enumerate(batch) for i in group]
@@ -128,11 +155,11 @@ def shared_prompt_logprobs(
             attention_mask=torch.cat([mask[rows], cont_mask], dim=-1).to(device),
             position_ids=(start_pos + torch.arange(length)).to(device),
             use_cache=True,
-            **{cache_argument(model): cache},
+            **{argument: cache},
         ).logits
-        rest = logits[:, :-1].float().log_softmax(-1).cpu()  # position j predicts token j+1
+        later_logp = logits[:, :-1].float().log_softmax(-1).cpu()  # j predicts token j+1
         for r, ((row, i), tail) in enumerate(zip(members, tails, strict=True)):
             token = torch.tensor(tail)
-            later = rest[r, : len(tail) - 1].gather(-1, token[1:].unsqueeze(-1)).squeeze(-1)
+            later = later_logp[r, : len(tail) - 1].gather(-1, token[1:].unsqueeze(-1)).squeeze(-1)
             results[i] = [first[row, token[0]].item(), *later.tolist()]
     return results
