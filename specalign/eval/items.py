@@ -225,6 +225,8 @@ class EvalItems(SynthesisStep):
 
                 new = synthesize_rule_items(self, todo)
             rule_items += new
+        position = {rule.id: n for n, rule in enumerate(spec.rules)}  # tables in spec order
+        rule_items.sort(key=lambda item: min(position[r] for r in item["rule_ids"]))
         forced = self.forced_choice_items()
         for kind, items in (("rules", rule_items), ("forced_choice", forced)):
             with open(out / FILES[kind], "w", encoding="utf-8") as handle:

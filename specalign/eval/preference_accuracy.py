@@ -117,7 +117,7 @@ class PreferenceAccuracy(Evaluator):
             "accuracy": Measure(mean_by(rows, "correct"), True, f"compliant preferred by {note}"),
             "margin": Measure(mean_by(rows, "margin"), True, f"compliant - violating, {note}"),
         }
-        rules = list(dict.fromkeys(r for row in rows for r in row["rule_ids"]))  # item order
+        rules = list(dict.fromkeys(r for row in rows for r in row["rule_ids"]))  # spec order
         for rule in rules:
             members = [row for row in rows if rule in row["rule_ids"]]
             out[f"rule/{rule}/accuracy"] = Measure(mean_by(members, "correct"), True, note)

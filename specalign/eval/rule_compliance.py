@@ -249,6 +249,6 @@ class RuleCompliance(Evaluator):
         for row in rows:
             for rule in row["rule_ids"]:
                 groups[rule].append(row)
-        for rule in groups:  # in item order (the spec's order for the shipped files)
+        for rule in groups:  # in item order: the spec's (eval_items sorts them)
             out[f"rule/{rule}/compliance"] = Measure(mean_by(groups[rule], "compliant"), True, note)
         return {k: m for k, m in out.items() if m.values}  # a rule with no verdict at all
