@@ -14,13 +14,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from specalign import CONF
 from specalign.errors import SpecAlignError
 from specalign.pipeline import ArtifactStore, RunContext, build_plan, distributed, run_plan
 from specalign.pipeline.runner import status
 from specalign.report.run_summary import print_plan, write_summary
 
 log = logging.getLogger("specalign")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(CONF)  # the repository's conf/, or its copy inside an installed wheel
 
 
 def run(cfg: DictConfig, run_dir: Path | None) -> list:

@@ -141,9 +141,10 @@ class EvalItems(SynthesisStep):
             extra["seed"] = int(self.ctx.cfg.seed)  # the synthesizer's sampling seed
         else:
             extra.pop("llm", None)  # composing from files or examples asks no LLM
-        extra["files"] = {str(p): file_sha256(p) for p in self.files("forced_choice_items")}
+        # by content, not by path: an installed wheel and a checkout share keys
+        extra["forced_choice_files"] = [file_sha256(p) for p in self.files("forced_choice_items")]
         if "file" in self.sources:
-            extra["files"].update({str(p): file_sha256(p) for p in self.files("rule_items")})
+            extra["rule_files"] = [file_sha256(p) for p in self.files("rule_items")]
         self.forced_choice_items()
         self.file_rule_items()
         return extra

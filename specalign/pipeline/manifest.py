@@ -26,6 +26,8 @@ def package_versions() -> dict[str, str]:
 def git_sha() -> str | None:
     """The commit of the specalign checkout (with '+dirty' for uncommitted changes), if any."""
     repo = Path(__file__).resolve().parents[2]
+    if not (repo / "pyproject.toml").is_file():  # installed from a wheel: no checkout
+        return None
     try:
         sha = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],

@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from specalign import CONF
 from specalign.errors import SpecAlignError
 from specalign.spec.model import Rule
 from specalign.spec.parse import ACCEPTED, ParsedDoc, spec_error
@@ -137,7 +138,7 @@ def load_spec_file(path: str | Path, overrides: dict[str, Any] | None = None) ->
     return build_spec(resolved, read_text(resolved), dict(overrides or {}), resolved.stem)
 
 
-CONF_SPECS = Path(__file__).resolve().parents[2] / "conf" / "spec"
+CONF_SPECS = CONF / "spec"
 
 
 def load_named_spec(name_or_path: str) -> Spec:
