@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import cli_command, cli_env
+from peft import LoraConfig
 from safetensors.torch import load_file
 
 from specalign.app import run
 from specalign.errors import ConfigError
+from specalign.pipeline.context import RunContext
+from specalign.pipeline.step import Artifact
+from specalign.train.model_artifact import base_of, load_model, save_model
 
 TINY_SFT = (
     "backbone=tiny_random",
@@ -133,3 +137,39 @@ def test_a_training_step_continues_the_adapter_it_receives(cfg_factory, tmp_path
     fresh = {r.name: r for r in run(fresh_cfg, tmp_path)}
     new = adapter(fresh["sft2"].artifact.path)
     assert all(w.abs().sum() == 0 for k, w in new.items() if "lora_B" in k)
+    # ... and that fresh adapter loads on top of what it was trained on: sft's model, merged
+    backbone = RunContext(fresh_cfg).backbone
+    before, after = (logits(load_model(backbone, fresh[n].artifact)) for n in ("sft", "sft2"))
+    assert (before - logits(backbone.load_model())).abs().max() > 1e-3  # sft did train
+    assert (after - before).abs().max() < 1e-4, "new_adapter dropped the earlier training"
+
+
+PROBE = [[1, 42, 7, 99, 512, 3, 1000, 17]]
+
+
+def logits(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(input_ids=torch.tensor(PROBE)).logits
+
+
+def test_an_adapter_on_full_weights_loads_on_them(cfg_factory, tmp_path):
+    """LoRA trained on top of a full-weights artifact (lr 0: B = 0) must load as those
+    weights, not as the raw backbone with the adapter."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    backbone = RunContext(cfg_factory("backbone=tiny_random")).backbone
+    tokenizer = backbone.load_tokenizer()
+    store = tmp_path / "store"
+    full = backbone.load_model()
+    with torch.no_grad():
+        for p in full.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_model(full, tokenizer, backbone, store / "sft" / "k1")
+    full_artifact = Artifact("sft", "model", "k1", store / "sft" / "k1")
+    on_full = AutoModelForCausalLM.from_pretrained(str(store / "sft" / "k1" / "model"))
+    lora = get_peft_model(on_full, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    save_model(lora, tokenizer, backbone, store / "dpo" / "k2", base_of(full_artifact, False))
+    loaded = load_model(backbone, Artifact("dpo", "model", "k2", store / "dpo" / "k2"))
+    assert (logits(load_model(backbone, full_artifact)) - logits(loaded)).abs().max() < 1e-5
+    assert (logits(backbone.load_model()) - logits(loaded)).abs().max() > 1e-3

@@ -133,7 +133,7 @@ class DPOStep(Step):
         if missing:
             raise SpecAlignError(f"dpo: {inputs['dataset'].step} lacks columns {missing}.")
 
-        model, peft_config = starting_model(self, inputs)
+        model, peft_config, base = starting_model(self, inputs)
 
         checkpoints = work / "checkpoints"
         args = dpo_config(
@@ -152,7 +152,7 @@ class DPOStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
+        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints, base)
         logs = trainer.state.log_history
         accuracy = logged_series(logs, "rewards/accuracies")
         margins = logged_series(logs, "rewards/margins")

@@ -141,7 +141,7 @@ class MidtrainStep(Step):
         from specalign.train.trainer_run import starting_model, train_and_save
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
-        model, peft_config = starting_model(self, inputs)
+        model, peft_config, base = starting_model(self, inputs)
 
         tokenizer = backbone.load_tokenizer()
         rows = self.texts(load_dataset(inputs["dataset"]), tokenizer)
@@ -161,7 +161,7 @@ class MidtrainStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
+        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints, base)
         return {
             **metrics,
             "rows": len(rows),

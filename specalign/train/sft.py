@@ -49,7 +49,7 @@ class SFTStep(Step):
         from specalign.train.training_args import training_kwargs
 
         backbone, trainer_cfg = self.ctx.backbone, self.ctx.section("trainer")
-        model, peft_config = starting_model(self, inputs)
+        model, peft_config, base = starting_model(self, inputs)
         tokenizer = backbone.load_tokenizer()
         dataset = to_prompt_completion(
             load_dataset(inputs["dataset"]), backbone.chat_template_kwargs
@@ -73,5 +73,5 @@ class SFTStep(Step):
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints)
+        metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints, base)
         return {**metrics, "rows": len(dataset)}

@@ -37,11 +37,12 @@ def quantization_config(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
     return {"quantization_config": config}
 
 
-def starting_model(step: Step, inputs: dict[str, Artifact]) -> tuple[Any, Any]:
-    """(model to train, PEFT config for a fresh adapter or None when continuing one)."""
+def starting_model(step: Step, inputs: dict[str, Artifact]) -> tuple[Any, Any, Any]:
+    """(model to train, PEFT config for a fresh adapter or None when continuing one, the
+    base the trained adapter will sit on: see model_artifact.base_of)."""
     from peft import PeftModel
 
-    from specalign.train.model_artifact import load_model
+    from specalign.train.model_artifact import base_of, load_model
 
     backbone, trainer_cfg = step.ctx.backbone, step.ctx.section("trainer")
     start = inputs.get("model")
@@ -53,7 +54,8 @@ def starting_model(step: Step, inputs: dict[str, Artifact]) -> tuple[Any, Any]:
     if continuing:
         log.info("continuing the adapter of %s (%s)", start.step, start.key)
     adapter_cfg = trainer_cfg.get("adapter")
-    return model, instantiate(adapter_cfg) if adapter_cfg and not continuing else None
+    peft_config = instantiate(adapter_cfg) if adapter_cfg and not continuing else None
+    return model, peft_config, base_of(start, continuing)
 
 
 def train_and_save(
@@ -63,6 +65,7 @@ def train_and_save(
     inputs: dict[str, Artifact],
     out: Path,
     checkpoints: Path,
+    base: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train (resuming if asked), save on rank 0, return the metrics every step reports."""
     from specalign.train.model_artifact import describe, save_model
@@ -74,7 +77,7 @@ def train_and_save(
     result = trainer.train(resume_from_checkpoint=resume)
     in_sync = distributed.weights_in_sync(trainer.model)
     if distributed.is_main():
-        save_model(trainer.model, tokenizer, step.ctx.backbone, out)
+        save_model(trainer.model, tokenizer, step.ctx.backbone, out, base)
     losses = logged_series(trainer.state.log_history, "loss")
     return {
         "train_loss": float(result.training_loss),
