@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from specalign.pipeline import distributed
 from specalign.pipeline.step import Artifact, Step
 from specalign.train.dpo import REF_COLUMNS, cached_ref_trainer_class, dpo_config, reference_of
 
@@ -25,8 +26,10 @@ TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 
 def reference_logps(trainer: Any, batch_size: int) -> tuple[list[float], list[float]]:
     """Summed completion log-probs of every row of `trainer.train_dataset`, in order, with
-    TRL's collator and `compute_ref_log_probs` (the loop of its `_precompute_ref_logps`,
-    minus the `datasets` cache file it writes)."""
+    TRL's collator and `compute_ref_log_probs`: the loop of its `_precompute_ref_logps`,
+    minus the `datasets` cache file it writes. Under several processes each rank scores its
+    shard of the (unshuffled) loader and every rank gets all rows back, in order, from
+    `gather_for_metrics` (which drops the padding of the last uneven batch)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -43,6 +46,9 @@ def reference_logps(trainer: Any, batch_size: int) -> tuple[list[float], list[fl
     chosen, rejected = [], []
     for batch in loader:
         ref_chosen, ref_rejected = trainer.compute_ref_log_probs(model, batch)
+        ref_chosen, ref_rejected = trainer.accelerator.gather_for_metrics(
+            (ref_chosen, ref_rejected)
+        )
         chosen.append(ref_chosen.float().cpu())
         rejected.append(ref_rejected.float().cpu())
     return torch.cat(chosen).tolist(), torch.cat(rejected).tolist()
@@ -53,6 +59,9 @@ class ReferenceLogProbs(Step):
     optional = ("model",)
     produces = "dataset"
     uses = ("backbone", "trainer")
+    # every rank: building a DPOTrainer passes TRL's `main_process_first` barriers, which a
+    # rank-0-only step would pair with the other ranks' step barriers; the scoring is sharded
+    all_ranks = True
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         from datasets import Value
@@ -84,7 +93,8 @@ class ReferenceLogProbs(Step):
         dataset = kept.add_column(REF_COLUMNS[0], chosen).add_column(REF_COLUMNS[1], rejected)
         for column in REF_COLUMNS:  # float32, as TRL's own precompute stores them
             dataset = dataset.cast_column(column, Value("float32"))
-        save_dataset(dataset, out)
+        if distributed.is_main():
+            save_dataset(dataset, out)
         return {
             "rows": len(dataset),
             "rows_dropped": len(pairs) - len(dataset),  # prompt alone fills max_length
