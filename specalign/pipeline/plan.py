@@ -14,6 +14,7 @@ from hydra.utils import get_class
 
 from specalign.errors import ConfigError, StepNotImplementedError
 from specalign.pipeline.context import RunContext
+from specalign.pipeline.key_sections import key_section
 from specalign.pipeline.keys import content_key
 from specalign.pipeline.step import Step
 
@@ -58,15 +59,16 @@ def locate_step_class(stage: str, name: str, target: str | None) -> type[Step]:
 
 
 def key_material(step: Step, ctx: RunContext, input_keys: dict[str, str]) -> dict[str, Any]:
-    """What a step's output depends on: its class, settings, the config groups it uses,
-    its inputs' keys and any file fingerprints. Nothing else (not paths, not loggers)."""
+    """What a step's output depends on: its class, settings, the config groups it uses
+    (pipeline/key_sections.py), its inputs' keys and any file fingerprints. Nothing else
+    (not paths, not loggers)."""
     cls = type(step)
     material: dict[str, Any] = {
         "step": step.name,
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "version": cls.version,
-        "settings": step.settings,
-        "uses": {name: ctx.section(name) for name in cls.uses},
+        "settings": step.key_settings(),
+        "uses": {name: key_section(name, ctx.section(name)) for name in cls.uses},
         "inputs": input_keys,
     }
     if "spec" in cls.uses:

@@ -61,6 +61,15 @@ class Step:
         if self.tracking is not None and rows:
             self.tracking.log_table(name, rows)
 
+    def key_settings(self) -> dict[str, Any]:
+        """The settings as the key sees them: training `args` without logging and
+        checkpointing; steps drop settings their fingerprint covers by content (files)."""
+        from specalign.pipeline.key_sections import training_args_key
+
+        if "args" not in self.settings:
+            return self.settings
+        return {**self.settings, "args": training_args_key(self.settings["args"])}
+
     def required_inputs(self) -> tuple[str, ...]:
         """The slots that must be wired: `consumes`, unless a setting asks for more."""
         return self.consumes

@@ -50,6 +50,15 @@ class AnnotateRules(Step):
                     "(specalign.llm). Use annotator=keyword for now."
                 ) from err
 
+    def fingerprint(self) -> dict[str, Any]:
+        """annotator=llm: the synthesizer settings that change answers, and the backbone when
+        it is the one generating (another backbone must not reuse these annotations)."""
+        if (self.ctx.section("annotator") or {}).get("llm") is None:
+            return {}
+        from specalign.synth.llm_step import llm_key_material
+
+        return {"llm": llm_key_material(self.ctx)}
+
     def estimate(self) -> dict[str, Any] | None:
         """First-attempt calls and an upper bound on tokens (prompt ~4 chars per token)."""
         cfg = self.ctx.section("annotator")

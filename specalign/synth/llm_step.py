@@ -18,6 +18,7 @@ from hydra.utils import get_class
 
 from specalign.errors import SpecAlignError
 from specalign.pipeline.dataset_io import save_dataset
+from specalign.pipeline.key_sections import TRANSPORT, key_section
 from specalign.pipeline.step import Artifact, Step
 from specalign.synth.gates import GateReport, LeakageCheck
 from specalign.synth.judge import Judge
@@ -25,17 +26,6 @@ from specalign.synth.prompts import PromptTemplate, load_prompts
 
 log = logging.getLogger(__name__)
 Chat = list[dict[str, str]]
-# synthesizer settings that change how requests travel, not what comes back: kept out of keys
-TRANSPORT = {
-    "budget",
-    "max_concurrency",
-    "requests_per_minute",
-    "timeout_s",
-    "max_retries",
-    "backoff_base_s",
-    "backoff_max_s",
-    "api_key_env",
-}
 
 
 def llm_key_material(ctx: Any) -> dict[str, Any]:
@@ -44,7 +34,7 @@ def llm_key_material(ctx: Any) -> dict[str, Any]:
     cfg = {k: v for k, v in (ctx.section("synthesizer") or {}).items() if k not in TRANSPORT}
     material: dict[str, Any] = {"synthesizer": cfg}
     if uses_backbone(cfg):
-        material["backbone"] = ctx.section("backbone")
+        material["backbone"] = key_section("backbone", ctx.section("backbone"))
     return material
 
 
@@ -98,6 +88,10 @@ class SynthesisStep(Step):
         if self.prompts:
             extra["llm"] = llm_key_material(self.ctx)
         return extra
+
+    def key_settings(self) -> dict[str, Any]:
+        """Prompt files enter the key by their hashes (fingerprint), not by their paths."""
+        return {k: v for k, v in super().key_settings().items() if k != "prompts"}
 
     def required_inputs(self) -> tuple[str, ...]:
         """With the leakage gate on, the eval items it checks against must be wired in."""

@@ -125,6 +125,13 @@ class MidtrainStep(Step):
             extra = render_conversations(source, self.ctx.backbone, tokenizer)
         return mix(list(documents["text"]), extra, ratio, seed=int(self.ctx.cfg.seed))
 
+    def key_settings(self) -> dict[str, Any]:
+        """The mix-in file enters the key by its hash (fingerprint), not its path."""
+        settings = super().key_settings()
+        if settings.get("mix_in"):
+            settings = {**settings, "mix_in": {**settings["mix_in"], "path": None}}
+        return settings
+
     def fingerprint(self) -> dict[str, Any]:
         path = (self.settings.get("mix_in") or {}).get("path")
         if not path:

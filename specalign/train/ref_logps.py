@@ -58,10 +58,21 @@ class ReferenceLogProbs(Step):
     consumes = ("dataset",)
     optional = ("model",)
     produces = "dataset"
-    uses = ("backbone", "trainer")
+    uses = ("backbone",)  # of the trainer group only what changes the numbers: fingerprint()
     # every rank: building a DPOTrainer passes TRL's `main_process_first` barriers, which a
     # rank-0-only step would pair with the other ranks' step barriers; the scoring is sharded
     all_ranks = True
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The model (input key, backbone), tokenization and max length (settings) and the
+        precision it runs in fix the numbers; learning rate, LoRA rank or logging do not."""
+        from specalign.pipeline.key_sections import resolved_precision
+
+        trainer = self.ctx.section("trainer") or {}
+        return {
+            "precision": resolved_precision(str(trainer.get("precision", "auto"))),
+            "quantization": trainer.get("quantization"),
+        }
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         from datasets import Value

@@ -15,10 +15,14 @@ from specalign.errors import ConfigError
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
-    """`auto`: bf16 where a GPU supports it, plain fp32 otherwise (CPU)."""
+    """`auto`: bf16 where a GPU supports it, plain fp32 otherwise (CPU); resolved the way the
+    step's key resolved it (pipeline/key_sections.py), so the key says what ran."""
+    from specalign.pipeline.key_sections import PRECISIONS, resolved_precision
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision}: choose one of {', '.join(PRECISIONS)}.")
     cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    precision = resolved_precision(precision)
     if precision in ("bf16", "fp16") and not cuda:
         raise ConfigError(
             f"trainer.precision={precision} needs a GPU; this machine has none. "
