@@ -26,7 +26,7 @@ CONF_DIR = str(CONF)  # the repository's conf/, or its copy inside an installed 
 
 def run(cfg: DictConfig, run_dir: Path | None) -> list:
     """Compose-time work done: plan the stage, then run it (or only print the plan)."""
-    distributed.init()  # torchrun: join the process group before any barrier
+    distributed.init(cfg.rank_timeout_min)  # torchrun: join the process group first
     if not distributed.is_main():
         logging.getLogger("specalign").setLevel(logging.WARNING)  # rank 0 tells the story
     ctx = RunContext(cfg, run_dir=run_dir)

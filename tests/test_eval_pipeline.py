@@ -14,6 +14,7 @@ from specalign.errors import ConfigError, SpecAlignError
 from specalign.eval.items import eval_item_texts, load_eval_items
 from specalign.eval.step import EvalStep
 from specalign.pipeline import RunContext, build_plan
+from specalign.pipeline.key_sections import key_section
 from specalign.pipeline.step import Artifact
 from specalign.synth.gates import GateReport, LeakageCheck
 
@@ -171,7 +172,10 @@ def test_a_baseline_from_other_items_or_settings_is_refused(tmp_path):
     step = EvalStep("eval_sft", {}, ctx)
     (tmp_path / "base").mkdir()
     manifest = {
-        "key_material": {"uses": {"eval": ctx.section("eval")}, "inputs": {"eval_items": "k1"}}
+        "key_material": {
+            "uses": {"eval": key_section("eval", ctx.section("eval"))},
+            "inputs": {"eval_items": "k1"},
+        }
     }
     (tmp_path / "base" / "manifest.json").write_text(json.dumps(manifest))
     base = Artifact("eval_base", "metrics", "b", tmp_path / "base")

@@ -148,6 +148,31 @@ def start_slow_run(tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
+def start_slow_launch(tmp_path: Path) -> subprocess.Popen[str]:
+    """The same slow stage on 2 ranks (torchrun, gloo): rank 0 decides, locks and commits."""
+    cmd = cli_command(tmp_path, "stage=fake_slow", "logger=none")
+    cmd[1:3] = ["-m", "specalign.launch", "-n", "2"]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=cli_env(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_concurrent_multi_rank_runs_compute_each_key_once(tmp_path):
+    """Two 2-rank jobs race on one cold store: the second waits on the key's lock, finds the
+    committed artifact and reuses it (re-checking after the lock, as one process does)."""
+    procs = [start_slow_launch(tmp_path) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    executed = [line.split()[0] for line in runlog(tmp_path)]
+    assert executed.count("first") == 1 and executed.count("slow") == 1, executed
+    assert len(list((tmp_path / "store").glob("*/*/manifest.json"))) == 2
+
+
 def wait_for(predicate, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
     while not predicate():

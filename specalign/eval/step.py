@@ -23,6 +23,7 @@ from specalign.errors import ConfigError
 from specalign.eval.evaluator import EvalRun, EvalSubject, Evaluator, build_evaluators
 from specalign.eval.items import load_eval_items
 from specalign.eval.records import records_of, shifts_of
+from specalign.pipeline.key_sections import key_section
 from specalign.pipeline.keys import canonical_json, content_key
 from specalign.pipeline.step import Artifact, Step
 
@@ -80,9 +81,8 @@ class EvalStep(Step):
         """A baseline scored with other items or eval settings cannot be paired with ours."""
         material = baseline.manifest["key_material"]
         same_items = material.get("inputs", {}).get("eval_items") == items.key
-        same_eval = canonical_json(material.get("uses", {}).get("eval")) == canonical_json(
-            self.ctx.section("eval")
-        )
+        ours = key_section("eval", self.ctx.section("eval"))
+        same_eval = canonical_json(material.get("uses", {}).get("eval")) == canonical_json(ours)
         if not (same_items and same_eval):
             raise ConfigError(
                 f"step {self.name}: baseline {baseline.step} ({baseline.key}) was evaluated with "

@@ -9,6 +9,7 @@ barriers around each step make the other ranks read what rank 0 committed.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def world_size() -> int:
@@ -23,16 +24,35 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init() -> None:
+def init(timeout_min: float = 720) -> None:
     """Join the process group torchrun set up (gloo on CPU, nccl on GPUs) once per process,
-    before the first barrier; the HF Trainer then reuses it."""
+    before the first barrier; the HF Trainer then reuses it. `timeout_min` bounds how long a
+    rank waits at a barrier: the other ranks wait there while rank 0 alone runs a synthesis
+    or eval step (or waits on another job's lock), which takes far longer than torch's
+    10-minute default."""
     if world_size() == 1:
         return
+    from datetime import timedelta
+
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(
+            backend="nccl" if torch.cuda.is_available() else "gloo",
+            timeout=timedelta(minutes=float(timeout_min)),
+        )
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank (the value itself in a single process)."""
+    if world_size() == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier() -> None:

@@ -155,4 +155,3 @@ def key_section(name: str, value: Any) -> Any:
     """A `uses` group as its key sees it."""
     normalize = SECTIONS.get(name)
     return normalize(value) if normalize is not None and isinstance(value, dict) else value
-

@@ -59,20 +59,33 @@ def run_plan(plan: Plan, ctx: RunContext) -> list[StepResult]:
 def run_step(
     planned: PlannedStep, store: ArtifactStore, ctx: RunContext, inputs: dict[str, Artifact]
 ) -> StepResult:
-    if distributed.world_size() > 1:
-        return run_step_on_ranks(planned, store, ctx, inputs)
+    """One code path for one process and for many ranks. Rank 0 decides (reuse or compute)
+    and tells the others; it re-checks the store once it holds the key's lock, since another
+    job may have committed the key meanwhile; training runs on every rank, any other step on
+    rank 0 while the others wait at a barrier."""
     name, key, kind = planned.name, planned.key, planned.produces
-    cached = store.get(name, kind, key)
-    if cached is not None:
-        return reused(cached)
-    with store.lock(name, key):
-        cached = store.get(name, kind, key)  # another process may have finished it meanwhile
-        if cached is not None:
-            return reused(cached)
-        out, work = store.prepare(name, key)
-        metrics, manifest, seconds = execute(planned, store, ctx, inputs, out, work)
-        artifact = store.commit(name, kind, key, manifest)
-    return StepResult(name, artifact, False, seconds, metrics)
+    main = distributed.is_main()
+    if distributed.broadcast(store.get(name, kind, key) is not None if main else None):
+        return reused(store.get(name, kind, key))
+    ran = None
+    with ExitStack() as held:
+        if main:
+            held.enter_context(store.lock(name, key))
+        if distributed.broadcast(store.get(name, kind, key) is not None if main else None):
+            return reused(store.get(name, kind, key))  # committed while we waited
+        if main:
+            store.prepare(name, key)
+        distributed.barrier()  # the others wait for a prepared work directory
+        work = store.work_dir(name, key)
+        if planned.step.all_ranks or main:
+            ran = execute(planned, store, ctx, inputs, work / "out", work)
+        distributed.barrier()  # every rank has finished the step
+        if main and ran is not None:
+            store.commit(name, kind, key, ran[1])
+        distributed.barrier()  # committed, visible to every rank
+    artifact = store.get(name, kind, key)
+    seconds = ran[2] if ran is not None else 0.0
+    return StepResult(name, artifact, False, seconds, artifact.manifest.get("metrics", {}))
 
 
 def reused(artifact: Artifact) -> StepResult:
@@ -113,34 +126,3 @@ def execute(
         }
         tracking.finish(metrics, manifest)
     return metrics, manifest, seconds
-
-
-def run_step_on_ranks(
-    planned: PlannedStep, store: ArtifactStore, ctx: RunContext, inputs: dict[str, Artifact]
-) -> StepResult:
-    """torchrun / accelerate: rank 0 decides, locks and commits; training runs on all ranks,
-    everything else on rank 0 while the others wait at a barrier."""
-    import torch.distributed as dist
-
-    name, key, kind = planned.name, planned.key, planned.produces
-    main = distributed.is_main()
-    decision = [store.get(name, kind, key) is not None if main else None]
-    dist.broadcast_object_list(decision, src=0)
-    if decision[0]:
-        return reused(store.get(name, kind, key))
-    ran = None
-    with ExitStack() as held:
-        if main:
-            held.enter_context(store.lock(name, key))
-            store.prepare(name, key)
-        distributed.barrier()  # the others wait for a prepared work directory
-        work = store.work_dir(name, key)
-        if planned.step.all_ranks or main:
-            ran = execute(planned, store, ctx, inputs, work / "out", work)
-        distributed.barrier()  # every rank has finished the step
-        if main and ran is not None:
-            store.commit(name, kind, key, ran[1])
-        distributed.barrier()  # committed, visible to every rank
-    artifact = store.get(name, kind, key)
-    seconds = ran[2] if ran is not None else 0.0
-    return StepResult(name, artifact, False, seconds, artifact.manifest.get("metrics", {}))

@@ -81,12 +81,22 @@ def save_model(
     backbone: Any,
     out: Path,
     base: dict[str, str] | None = None,
+    trainer: Any = None,
 ) -> None:
     """Save what the trainer holds: the adapter alone for PEFT models (with the model it was
-    trained on top of, if not the backbone), else full weights."""
+    trained on top of, if not the backbone), else full weights. With a `trainer`, call this
+    on every rank: `trainer.save_model` gathers FSDP / ZeRO-3 shards (every rank takes part)
+    and writes on the main process; the rest is written by rank 0 alone."""
+    from specalign.pipeline import distributed
+
     is_adapter = isinstance(model, PeftModel)
     subdir = "adapter" if is_adapter else "model"
-    model.save_pretrained(str(out / subdir))
+    if trainer is not None:
+        trainer.save_model(str(out / subdir))
+    elif distributed.is_main():
+        model.save_pretrained(str(out / subdir))
+    if not distributed.is_main():
+        return
     tokenizer.save_pretrained(str(out / subdir))
     info: dict[str, Any] = {
         "format": "adapter" if is_adapter else "full",

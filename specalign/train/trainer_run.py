@@ -76,8 +76,7 @@ def train_and_save(
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     in_sync = distributed.weights_in_sync(trainer.model)
-    if distributed.is_main():
-        save_model(trainer.model, tokenizer, step.ctx.backbone, out, base)
+    save_model(trainer.model, tokenizer, step.ctx.backbone, out, base, trainer=trainer)
     losses = logged_series(trainer.state.log_history, "loss")
     return {
         "train_loss": float(result.training_loss),
