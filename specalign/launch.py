@@ -1,11 +1,14 @@
 """`python -m specalign.launch -n N [overrides]`: run the pipeline on N processes.
 
-torchrun starts N copies of `python -m specalign`; each would stamp its own Hydra run
-directory from the clock, so this resolves the directory once and hands the same
-`hydra.run.dir` to every rank. Training steps then run data-parallel on all ranks (gloo on
-CPU, nccl on GPUs); every other step, the store and W&B belong to rank 0.
-For FSDP / DeepSpeed use `accelerate launch --config_file launchers/<preset>.yaml -m
-specalign hydra.run.dir=... ...` the same way.
+Each process would stamp its own Hydra run directory from the clock, so this resolves the
+directory once and hands the same `hydra.run.dir` to every rank. Training steps then run
+data-parallel on all ranks (gloo on CPU, nccl on GPUs); every other step, the store and W&B
+belong to rank 0.
+
+How the ranks start follows the composed `backbone.sharding`: `none` -> torchrun (plain
+data parallel); `fsdp` / `zero3` -> `accelerate launch` with `launchers/<preset>.yaml`
+(FSDP full shard, DeepSpeed ZeRO-3), whose environment the HF Trainer picks up. `--print`
+shows the command instead of running it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+LAUNCHERS = Path(__file__).resolve().parent / "launchers"
+PRESETS = {"fsdp": "fsdp.yaml", "zero3": "zero3.yaml"}
 
 
 def run_dir_for(overrides: list[str]) -> str | None:
@@ -29,26 +35,49 @@ def run_dir_for(overrides: list[str]) -> str | None:
     return str(Path(root).expanduser().resolve() / "runs" / f"{stamp}-ddp")
 
 
+def sharding_of(overrides: list[str]) -> str:
+    """The composed `backbone.sharding` (`none` if the overrides do not compose: the run
+    itself then reports what is wrong)."""
+    from hydra import compose, initialize_config_dir
+
+    from specalign import CONF
+
+    plain = [o for o in overrides if not o.startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return str(compose(config_name="config", overrides=plain).backbone.sharding)
+    except Exception:
+        return "none"
+
+
+def command(nproc: int, overrides: list[str], sharding: str) -> list[str]:
+    if sharding in PRESETS:
+        preset = LAUNCHERS / PRESETS[sharding]
+        starter = ["-m", "accelerate.commands.launch", "--config_file", str(preset)]
+        starter += ["--num_processes", str(nproc)]
+    else:
+        starter = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [sys.executable, *starter, "-m", "specalign", *overrides]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specalign.launch", description=__doc__)
     parser.add_argument("-n", "--nproc-per-node", type=int, required=True)
+    parser.add_argument("--print", action="store_true", help="print the command, run nothing")
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     run_dir = run_dir_for(overrides)
     if run_dir is not None:
         overrides = [f"hydra.run.dir={run_dir}", *overrides]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={args.nproc_per_node}",
-        "-m",
-        "specalign",
-        *overrides,
-    ]
-    print(f"launching {args.nproc_per_node} processes; run dir {run_dir or '(given)'}", flush=True)
+    sharding = sharding_of(overrides)
+    cmd = command(args.nproc_per_node, overrides, sharding)
+    if args.print:
+        print(" ".join(cmd))
+        return 0
+    how = f"accelerate ({sharding})" if sharding in PRESETS else "torchrun"
+    print(f"launching {args.nproc_per_node} processes with {how}; run dir {run_dir or '(given)'}")
+    sys.stdout.flush()
     return subprocess.call(cmd)
 
 

@@ -9,7 +9,33 @@ barriers around each step make the other ranks read what rank 0 committed.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: `gpu[03-05,09],cpu1` -> `gpu03`."""
+    head = re.match(r"[^,\[]+(\[[^\]]*\])?", nodelist.strip())
+    if not head:
+        raise ValueError(f"cannot read the SLURM node list {nodelist!r}")
+    name, _, ranges = head.group(0).partition("[")
+    return name + re.split(r"[-,]", ranges)[0] if ranges else name
+
+
+def export_slurm_environment() -> None:
+    """A SLURM job with several tasks (`hydra/launcher=slurm_multigpu`: one task per GPU) is a
+    multi-process run: give each task the variables torchrun would set, so `init` joins
+    them into one process group and the HF Trainer puts rank k on GPU `LOCAL_RANK`."""
+    env = os.environ
+    if "WORLD_SIZE" in env or int(env.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    nodes = int(env.get("SLURM_JOB_NUM_NODES", env.get("SLURM_NNODES", "1")))
+    env["WORLD_SIZE"] = env["SLURM_NTASKS"]
+    env["RANK"] = env["SLURM_PROCID"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    env["LOCAL_WORLD_SIZE"] = str(int(env["SLURM_NTASKS"]) // max(nodes, 1))
+    env.setdefault("MASTER_ADDR", first_host(env.get("SLURM_JOB_NODELIST", "127.0.0.1")))
+    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 40000))
 
 
 def world_size() -> int:
@@ -30,6 +56,7 @@ def init(timeout_min: float = 720) -> None:
     rank waits at a barrier: the other ranks wait there while rank 0 alone runs a synthesis
     or eval step (or waits on another job's lock), which takes far longer than torch's
     10-minute default."""
+    export_slurm_environment()
     if world_size() == 1:
         return
     from datetime import timedelta
