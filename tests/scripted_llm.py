@@ -90,3 +90,30 @@ class ScriptedLLM(LLM):
             )
             out.append(Scored(total=0.0 if hit else -10.0, tokens=[0.0 if hit else -10.0]))
         return out
+
+
+class CountingLLM(ScriptedLLM):
+    """A ScriptedLLM that "loads a model" on its first request and frees it on close():
+    `live` counts the loaded ones across instances, `most` the largest number at once."""
+
+    live = 0
+    most = 0
+
+    def _generate(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
+        self.load()
+        return super()._generate(chats, sampling)
+
+    def _score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
+        self.load()
+        return super()._score(chats, continuations)
+
+    def load(self) -> None:
+        if not getattr(self, "loaded", False):
+            self.loaded = True
+            CountingLLM.live += 1
+            CountingLLM.most = max(CountingLLM.most, CountingLLM.live)
+
+    def close(self) -> None:
+        if getattr(self, "loaded", False):
+            self.loaded = False
+            CountingLLM.live -= 1

@@ -109,6 +109,15 @@ def test_shared_prompts_score_as_if_each_pair_ran_alone(llm: HFBackend) -> None:
     assert len({round(s.total, 3) for s in shared}) == len(shared)  # the pairs differ
 
 
+def test_close_frees_the_model_and_a_later_request_loads_it_again(backbone: Any) -> None:
+    llm = HFBackend(backbone=backbone, batch_size=2)
+    first = llm.generate(CHATS[:2], GREEDY)
+    assert "model" in llm.__dict__
+    llm.close()
+    assert "model" not in llm.__dict__
+    assert [c.text for c in llm.generate(CHATS[:2], GREEDY)] == [c.text for c in first]
+
+
 def test_cache_makes_repeats_free(llm: HFBackend, tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "r.sqlite")
     first = fresh(llm, batch_size=4, cache=cache)

@@ -152,3 +152,17 @@ def test_tiny_random_backbone_runs_the_real_plumbing(cfg_factory, tmp_path):
         return
     metrics = results["documents"].metrics
     assert metrics["rows"] > 0 and metrics["llm_calls"] > 0
+
+
+def test_one_llm_backend_at_a_time(cfg_factory, tmp_path):
+    """Six LLM steps in a row: each frees its backend when it ends (a GPU holds one model,
+    or one vLLM engine, at a time), and nothing is left loaded after the run."""
+    from scripted_llm import CountingLLM
+
+    CountingLLM.live = CountingLLM.most = 0
+    results = run(
+        cfg_factory(*HIERARCHY, "synthesizer._target_=scripted_llm.CountingLLM"), tmp_path
+    )
+    llm_steps = [r for r in results if r.metrics.get("llm_calls")]
+    assert len(llm_steps) >= 5
+    assert CountingLLM.most == 1 and CountingLLM.live == 0

@@ -105,7 +105,10 @@ class RuleCompliance(Evaluator):
             max_tokens=self.grader_max_tokens,
         )
         subject = run.subject.inspect_model(self.max_tokens)
-        rows = self.run_task(run.items, run.spec, subject, grader, run.log_dir / LOG_DIR)
+        try:
+            rows = self.run_task(run.items, run.spec, subject, grader, run.log_dir / LOG_DIR)
+        finally:
+            grader_llm.close()  # its model: the step holds one at a time
         measures = self.measures(rows)
         return EvalResult(rows, measures, {"by_rule": rule_table(measures, "compliance")})
 

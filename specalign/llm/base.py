@@ -81,6 +81,9 @@ class LLM:
             "use synthesizer=local (transformers) for log-prob scoring."
         )
 
+    def close(self) -> None:
+        """Free the model or engine behind this backend (a later request loads it again)."""
+
     def sampling(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
         return {**self.default_sampling, **(overrides or {})}
 

@@ -77,6 +77,11 @@ class HFBackend(LLM):
         device_map = "cuda:0" if torch.cuda.is_available() else None
         return self.backbone.load_model(device_map=device_map).eval()
 
+    def close(self) -> None:
+        """Drop the loaded model (and the GPU memory it held)."""
+        if self.__dict__.pop("model", None) is not None:
+            free_memory()
+
     def render(self, chat: Chat) -> str:
         """The chat as the prompt text, the assistant's turn opened."""
         return self.backbone.apply_chat_template(self.tokenizer, chat, add_generation_prompt=True)
@@ -106,6 +111,16 @@ class HFBackend(LLM):
             self.model, self.tokenizer, prompts, continuations, self.batch_size
         )
         return [Scored(total=sum(tokens), tokens=tokens) for tokens in logprobs]
+
+
+def free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def generate_batches(

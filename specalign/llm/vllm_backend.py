@@ -87,6 +87,19 @@ class VLLMBackend(LLM):
             dtype=dtype,
         )
 
+    def close(self) -> None:
+        """Shut the engine down (its workers and GPU memory), so the next step's can start."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is None:
+            return
+        shutdown = getattr(getattr(engine, "llm_engine", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del engine
+        from specalign.llm.hf_backend import free_memory
+
+        free_memory()
+
     def _generate(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
         engine = self.engine  # raises the install hint first when vLLM is missing
         from vllm import SamplingParams

@@ -106,7 +106,10 @@ def execute(
     started = time.time()
     with ctx.tracker.step_run(ctx, planned) as tracking:
         planned.step.tracking = tracking
-        metrics = planned.step.run(inputs, out, work) or {}
+        try:
+            metrics = planned.step.run(inputs, out, work) or {}
+        finally:
+            planned.step.release()  # its model / LLM engine: one at a time, not one per step
         seconds = time.time() - started
         manifest = {
             "key": key,

@@ -74,6 +74,10 @@ class Step:
         """The slots that must be wired: `consumes`, unless a setting asks for more."""
         return self.consumes
 
+    def release(self) -> None:
+        """Free what the step loaded (models, LLM engines) once it has run: the plan keeps
+        every step, and a run must not hold one model per step."""
+
     def estimate(self) -> dict[str, Any] | None:
         """What running this step would spend (LLM calls, tokens), for `dry_run=true`; None
         for steps that call no LLM."""

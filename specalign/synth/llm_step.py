@@ -103,6 +103,10 @@ class SynthesisStep(Step):
 
         return build_llm(self.ctx)
 
+    def release(self) -> None:
+        if "llm" in self.__dict__:
+            self.__dict__.pop("llm").close()
+
     def leakage(self, inputs: dict[str, Artifact]) -> LeakageCheck:
         """The leakage gate over the run's eval items (the `eval_items` input)."""
         from specalign.eval.items import eval_item_texts
