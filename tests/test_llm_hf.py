@@ -118,6 +118,12 @@ def test_close_frees_the_model_and_a_later_request_loads_it_again(backbone: Any)
     assert [c.text for c in llm.generate(CHATS[:2], GREEDY)] == [c.text for c in first]
 
 
+def test_end_of_turn_is_what_the_template_writes_after_an_answer(llm: HFBackend) -> None:
+    assert llm.end_of_turn() == "<|im_end|>"
+    (ten,) = llm.score([CHATS[0]], ["10" + llm.end_of_turn()])
+    assert len(ten.tokens) == 3  # "1", "0", and the end of the turn: a whole answer
+
+
 def test_cache_makes_repeats_free(llm: HFBackend, tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "r.sqlite")
     first = fresh(llm, batch_size=4, cache=cache)

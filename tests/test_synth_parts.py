@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from scripted_llm import ScriptedLLM
 
 from specalign.errors import ConfigError
+from specalign.llm.base import Scored
 from specalign.llm.cache import RequestCache
 from specalign.synth.gates import (
     GateReport,
@@ -14,7 +17,7 @@ from specalign.synth.gates import (
     length_bounds,
     repetition,
 )
-from specalign.synth.judge import Judge, pick_option
+from specalign.synth.judge import Judge, pick_option, whole_answers
 from specalign.synth.prompts import PromptTemplate, load_prompts
 from specalign.synth.replies import parse_list, parse_objects, parse_text
 
@@ -140,3 +143,42 @@ def test_leakage_check_drops_texts_sharing_an_ngram_with_eval_items():
     ]
     kept = check.gate(report, rows, ["q"])
     assert kept == [{"q": "Which city is older?"}] and report.dropped["eval_leak"] == 2
+
+
+class DigitLLM(ScriptedLLM):
+    """Scores like a model with a digit-splitting tokenizer whose true answer is "10": first
+    token "1" (p 0.9) or "7" (p 0.1), then "0" after "1" (p 0.95) or the end of turn; after
+    "10" or "7" the turn ends for sure."""
+
+    END = "<|im_end|>"
+
+    def end_of_turn(self) -> str:
+        return self.END
+
+    def _score(self, chats, continuations):
+        def logp(text: str) -> float:
+            first = {"1": 0.9, "7": 0.1}
+            if not text or text[0] not in first:
+                return -30.0
+            p, rest = first[text[0]], text[1:]
+            if text[0] == "1":
+                if rest.startswith("0"):
+                    p, rest = p * 0.95, rest[1:]
+                elif rest.startswith(self.END):
+                    p *= 0.05  # "1" as a whole answer; an open "1" keeps all of its 0.9
+                else:
+                    return -30.0
+            if rest and rest != self.END:
+                return -30.0
+            return math.log(p)
+
+        return [Scored(total=logp(c), tokens=[logp(c)]) for c in continuations]
+
+
+def test_a_rating_of_10_is_not_read_as_1(tmp_path):
+    judge = Judge(DigitLLM(script="scripted_msm.SCRIPT"), method="logprob")
+    (score,) = judge.scale([[{"role": "user", "content": "Rate it 0-10."}]])
+    # the model means "10" (p 0.855) or "7" (p 0.1) or "1" (p 0.045): E = (8.55 + .7 + .045)/10
+    assert score == pytest.approx((0.855 * 10 + 0.1 * 7 + 0.045 * 1) / 10, abs=1e-3)
+    assert whole_answers(["Yes", "No"], "<e>") == ["Yes", "No"]  # no option is a prefix
+    assert whole_answers(["1", "10"], "<e>") == ["1<e>", "10<e>"]

@@ -81,6 +81,11 @@ class LLM:
             "use synthesizer=local (transformers) for log-prob scoring."
         )
 
+    def end_of_turn(self) -> str:
+        """The text that ends an assistant turn in this backend's chat format ("" if it
+        cannot score): a judge scores "1" and "10" as whole answers by appending it."""
+        return ""
+
     def close(self) -> None:
         """Free the model or engine behind this backend (a later request loads it again)."""
 

@@ -82,6 +82,18 @@ class HFBackend(LLM):
         if self.__dict__.pop("model", None) is not None:
             free_memory()
 
+    @cached_property
+    def _end_of_turn(self) -> str:
+        marker = "\u2063END\u2063"
+        chat = [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
+        text = self.backbone.apply_chat_template(self.tokenizer, chat, add_generation_prompt=False)
+        after = text.split(marker, 1)[1] if marker in text else ""
+        return after.rstrip() or (self.tokenizer.eos_token or "")
+
+    def end_of_turn(self) -> str:
+        """What the chat template writes right after an assistant message (`<|im_end|>`)."""
+        return self._end_of_turn
+
     def render(self, chat: Chat) -> str:
         """The chat as the prompt text, the assistant's turn opened."""
         return self.backbone.apply_chat_template(self.tokenizer, chat, add_generation_prompt=True)

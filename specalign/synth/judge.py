@@ -3,6 +3,9 @@
 A judge asks a question whose answer is one of a few options. With a backend that can score
 (`synthesizer=local`), the answer is read from the log-probabilities of the options: no
 parsing, deterministic, and a probability rather than a coin flip, which small models need.
+Where one option is a prefix of another ("1" and "10": most tokenizers split digits), an
+open continuation "1" would also hold the mass of "10", so options are then scored as whole
+answers, each followed by the end of the assistant turn.
 Backends that only generate (vLLM, OpenAI-compatible servers) answer in text; a reply that
 names no option is retried with the error, then counted as a reject (None).
 """
@@ -31,6 +34,13 @@ def can_score(llm: Any) -> bool:
         return False
     method = llm._score
     return getattr(method, "__func__", method) is not LLM._score
+
+
+def whole_answers(options: Sequence[str], end_of_turn: str) -> list[str]:
+    """The continuations to score: the options themselves, or, when one is a prefix of
+    another, each followed by the end of the turn (so "1" no longer counts "10")."""
+    prefix = any(a != b and b.startswith(a) for a in options for b in options)
+    return [f"{o}{end_of_turn}" for o in options] if prefix and end_of_turn else list(options)
 
 
 def pick_option(text: str, options: Sequence[str]) -> int:
@@ -75,7 +85,8 @@ class Judge:
             return []
         if self.use_logprob:
             flat = [chat for chat in chats for _ in options]
-            scored = self.llm.score(flat, [opt for _ in chats for opt in options])
+            answers = whole_answers(options, self.llm.end_of_turn())
+            scored = self.llm.score(flat, [answer for _ in chats for answer in answers])
             out = []
             for i in range(len(chats)):
                 logps = [s.total for s in scored[i * len(options) : (i + 1) * len(options)]]
