@@ -41,6 +41,7 @@ class ScriptedLLM(LLM):
         script: str,
         fail_after: int | None = None,
         can_score: bool = True,
+        cut_words: int | None = None,
         cache: Any = None,
         budget: Any = None,
         sampling: dict[str, Any] | None = None,
@@ -54,6 +55,7 @@ class ScriptedLLM(LLM):
         env = os.environ.get("SCRIPTED_LLM_FAIL_AFTER")
         self.fail_after = int(env) if env else fail_after
         self.prompts: list[Chat] = []  # every chat sent (cache misses), for assertions
+        self.cut_words = cut_words  # replies longer than this stop there, as at max_new_tokens
         if not can_score:  # behave like a generate-only server (judges parse text)
             self._score = super()._score  # type: ignore[method-assign]
 
@@ -71,14 +73,18 @@ class ScriptedLLM(LLM):
         if self.fail_after is not None and self.calls + len(chats) > self.fail_after:
             raise RuntimeError("killed (scripted fail_after)")
         self.prompts += chats
-        return [
-            Completion(
-                text=(t := self.reply(c)),
-                prompt_tokens=len(str(c)) // 4,
-                completion_tokens=len(t.split()),
-            )
-            for c in chats
-        ]
+        return [self.completion(c) for c in chats]
+
+    def completion(self, chat: Chat) -> Completion:
+        text, finish = self.reply(chat), "stop"
+        if self.cut_words is not None and len(text.split()) > self.cut_words:
+            text, finish = " ".join(text.split()[: self.cut_words]), "length"
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=len(str(chat)) // 4,
+            completion_tokens=len(text.split()),
+        )
 
     def _score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
         out = []

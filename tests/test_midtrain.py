@@ -143,3 +143,27 @@ def test_fixed_documents_without_a_file_says_which_key_to_set(cfg_factory, tmp_p
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(SpecAlignError, match=r"spec\.documents: file not found"):
         build_plan(RunContext(cfg_factory(*STAGE[:2], f"+spec.documents={missing}")))
+
+
+def test_long_documents_are_split_not_silently_cut(cfg_factory, tmp_path):
+    """A document longer than max_length: `bfd_split` (the default) trains on all of it; `bfd`
+    cuts it, and the cut is counted and logged."""
+    long = tmp_path / "long.jsonl"
+    words = " ".join(f"word{i}" for i in range(400))  # far over max_length=128 tokens
+    rows = [
+        {"text": words, "rule_ids": ["V1"]},
+        {"text": "A short one about cheese.", "rule_ids": []},
+    ]
+    long.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    common = ("stage=midtrain_fixed", "backbone=tiny_random", f"+spec.documents={long}")
+    common += ("trainer.args.max_steps=1", "trainer.args.per_device_train_batch_size=2")
+
+    def midtrain(root, *extra):
+        results = run(cfg_factory(*common, f"paths.root={root}", *extra), root)
+        return next(r.metrics for r in results if r.name == "midtrain")
+
+    split = midtrain(tmp_path / "split")
+    assert split["documents_over_max_length"] == 1 and split["tokens_cut"] == 0
+    assert split["packed_rows"] >= 3  # the long document became several rows
+    cut = midtrain(tmp_path / "cut", "+stage.steps.midtrain.packing_strategy=bfd")
+    assert cut["documents_over_max_length"] == 1 and cut["tokens_cut"] > 400

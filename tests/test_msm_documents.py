@@ -166,3 +166,16 @@ def test_one_llm_backend_at_a_time(cfg_factory, tmp_path):
     llm_steps = [r for r in results if r.metrics.get("llm_calls")]
     assert len(llm_steps) >= 5
     assert CountingLLM.most == 1 and CountingLLM.live == 0
+
+
+def test_documents_cut_at_max_new_tokens_are_counted_and_kept_or_dropped(cfg_factory, tmp_path):
+    """Replies over 80 words stop there (finish "length"): kept and counted by default, or
+    dropped and counted with truncated=drop; the same replies either way."""
+    cut = (*SYNTH, "synthesizer.cut_words=80")
+    kept = by_name(run(cfg_factory(*cut), tmp_path / "keep"))["documents"].metrics
+    dropped = by_name(
+        run(cfg_factory(*cut, "stage.steps.documents.truncated=drop"), tmp_path / "drop")
+    )["documents"].metrics
+    assert kept["truncated/document"] == dropped["dropped/document_truncated"] > 0
+    assert dropped["kept"] == kept["kept"] - kept["truncated/document"]
+    assert "truncated/document" not in dropped

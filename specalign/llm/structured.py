@@ -22,6 +22,8 @@ class StructuredStats:
     retries: int = 0
     rejects: list[int] = field(default_factory=list)  # indexes of requests with no valid reply
     errors: dict[int, str] = field(default_factory=dict)  # last validation error of each reject
+    truncated: int = 0  # accepted replies that stopped at max_new_tokens (finish "length")
+    truncated_dropped: list[int] = field(default_factory=list)  # rejected for it (drop)
 
 
 def json_object(reply: str) -> dict[str, Any]:
@@ -59,9 +61,14 @@ def generate_parsed(
     max_attempts: int = 3,
     sampling: dict[str, Any] | None = None,
     fix: str = "Reply again in the requested format.",
+    truncated: str = "keep",
 ) -> tuple[list[Any | None], StructuredStats]:
     """`parse(reply_text)` returns the value or raises ValueError with the reason; invalid
-    replies are retried (batched) with the error appended, then recorded as rejects (None)."""
+    replies are retried (batched) with the error appended, then recorded as rejects (None).
+    A reply cut at max_new_tokens is counted, and kept (`truncated="keep"`) or rejected at
+    once (`"drop"`: a retry with the same token budget would be cut again)."""
+    if truncated not in ("keep", "drop"):
+        raise ValueError(f"truncated={truncated!r}: keep | drop")
     stats = StructuredStats()
     conversations = [list(chat) for chat in chats]
     results: list[Any | None] = [None] * len(chats)
@@ -73,10 +80,16 @@ def generate_parsed(
         still: list[int] = []
         for i, reply in zip(pending, replies, strict=True):
             text = getattr(reply, "text", reply)
+            cut = getattr(reply, "finish_reason", "stop") == "length"
+            if cut and truncated == "drop":
+                stats.truncated_dropped.append(i)
+                stats.errors[i] = "cut at max_new_tokens"
+                continue
             try:
                 if getattr(reply, "finish_reason", "stop") == "error":
                     raise ValueError("the backend returned no answer")
                 results[i] = parse(text)
+                stats.truncated += cut
             except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
                 stats.errors[i] = str(err)
                 still.append(i)

@@ -73,6 +73,7 @@ class SynthesisStep(Step):
         )
         self.report = GateReport(name)
         self.retries = 0  # reply retries across this step's `ask` calls
+        self.truncated: dict[str, int] = {}  # role -> kept replies cut at max_new_tokens
 
     def needed_prompts(self) -> dict[str, set[str]]:
         """The roles this configuration calls (a mode without LLM calls needs none)."""
@@ -155,7 +156,18 @@ class SynthesisStep(Step):
             max_attempts=int(self.setting("max_attempts", 3)),
             sampling=sampling or self.sampling(),
             fix=fix,
+            truncated=str(self.setting("truncated", "keep")),
         )
+        if stats.truncated:
+            self.truncated[role] = self.truncated.get(role, 0) + stats.truncated
+            log.info(
+                "%s: %d %s replies kept though cut at max_new_tokens",
+                self.name,
+                stats.truncated,
+                role,
+            )
+        if stats.truncated_dropped:
+            self.report.drop(f"{role}_truncated", len(stats.truncated_dropped))
         if stats.rejects:
             self.report.drop(f"{role}_reject", len(stats.rejects))
             first = next(iter(stats.errors.values()))
@@ -192,6 +204,7 @@ class SynthesisStep(Step):
         save_dataset(dataset, out, preview_indices=sample)
         self.log_table(table, [rows[i] for i in sample])
         metrics: dict[str, Any] = {"rows": len(rows), **self.report.metrics(len(rows))}
+        metrics.update({f"truncated/{role}": n for role, n in sorted(self.truncated.items())})
         if "llm" in self.__dict__:  # only if this run called it (a cached level never builds it)
             metrics.update(
                 {"llm_calls": self.llm.calls, "retries": self.retries},

@@ -87,7 +87,7 @@ def midtrain_config(
     from specalign.train.training_args import training_kwargs
 
     packing = bool(settings.get("packing", True))
-    strategy = str(settings.get("packing_strategy", "bfd"))
+    strategy = str(settings.get("packing_strategy", "bfd_split"))  # bfd cuts long documents
     if packing and strategy not in PACKING_STRATEGIES:
         raise ConfigError(
             f"packing_strategy={strategy}: documents would attend to each other. "
@@ -141,6 +141,20 @@ class MidtrainStep(Step):
 
         return {"mix_in_sha256": file_sha256(resolve_spec_file(path, key="mix_in.path"))}
 
+    def overflow(self, rows: Dataset, tokenizer: Any, args: Any) -> dict[str, int]:
+        """Documents longer than max_length, and the tokens training never saw because of it:
+        none with `bfd_split` (overflow becomes a row of its own); `bfd` and unpacked rows cut
+        them, which is logged rather than silent."""
+        lengths = [len(ids) for ids in tokenizer(list(rows["text"]))["input_ids"]]
+        long = [n - args.max_length for n in lengths if n > args.max_length]
+        cut = 0 if args.packing and args.packing_strategy == "bfd_split" else sum(long)
+        if cut:
+            log.warning(
+                "%s: %d documents exceed max_length=%d; %d tokens cut (packing_strategy="
+                "bfd_split keeps them)", self.name, len(long), args.max_length, cut
+            )
+        return {"documents_over_max_length": len(long), "tokens_cut": cut}
+
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         from trl import SFTTrainer
 
@@ -171,6 +185,7 @@ class MidtrainStep(Step):
         metrics = train_and_save(self, trainer, tokenizer, inputs, out, checkpoints, base)
         return {
             **metrics,
+            **self.overflow(rows, tokenizer, args),
             "rows": len(rows),
             "mix_in_rows": sum(origin == "mix_in" for origin in rows["origin"]),
             "packed_rows": len(trainer.train_dataset),
