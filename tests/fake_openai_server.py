@@ -29,6 +29,7 @@ class Received:
     seed: int | None
     fault: str | None
     authorization: str | None
+    at: float = 0.0  # time.monotonic() on arrival
 
     @property
     def last_user(self) -> str:
@@ -101,7 +102,13 @@ class FakeOpenAIServer:
             if self.fault_every and n % self.fault_every == 0:
                 fault = self.faults[(n // self.fault_every - 1) % len(self.faults)]
             self.received.append(
-                Received(body.get("messages", []), body.get("seed"), fault, authorization)
+                Received(
+                    body.get("messages", []),
+                    body.get("seed"),
+                    fault,
+                    authorization,
+                    time.monotonic(),
+                )
             )
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -169,6 +176,19 @@ class FakeOpenAIServer:
                     server.stopping.wait(server.stall_s)  # outlive the client, then hang up
                 elif fault == "429":
                     self.send(429, b'{"error": "slow down"}', {"Retry-After": "0"})
+                elif fault == "429_long":  # a server asking for an hour's pause
+                    self.send(429, b'{"error": "slow down"}', {"Retry-After": "3600"})
+                elif fault == "drop":  # hang up without an answer (a transport error)
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif fault == "refusal":  # the model declines: content null, a reason
+                    answer = server._answer(body)
+                    answer["choices"][0]["message"] = {
+                        "role": "assistant",
+                        "content": None,
+                        "refusal": "I can't help with that.",
+                    }
+                    self.send(200, json.dumps(answer).encode())
                 elif fault == "malformed":
                     # Alternate a truncated body with valid JSON that lacks the content.
                     bad = b'{"choices": [{"mess' if n % 2 else b'{"choices": []}'

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,87 @@ def test_vllm_without_vllm_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
     backend = VLLMBackend(model="org/m")
     with pytest.raises(SpecAlignError, match=r"synthesizer=vllm needs vLLM: pip install"):
         backend.generate(make_chats(1))
+
+
+def test_408_a_long_retry_after_and_a_dropped_connection_are_retried_promptly() -> None:
+    started = time.monotonic()
+    with FakeOpenAIServer(fault_every=3, faults=("408", "429_long", "drop")) as server:
+        backend = make_backend(server)
+        results = backend.generate(make_chats(12))
+    assert [r.text for r in results] == [f"echo: question {i} #seed{SEED}" for i in range(12)]
+    assert set(backend.retry_reasons) >= {"request_timeout", "rate_limit", "connection"}
+    assert server.successes() == {f"question {i}": 1 for i in range(12)}
+    assert time.monotonic() - started < 30  # Retry-After: 3600 was capped at backoff_max_s
+
+
+def test_a_refusal_is_counted_not_retried_as_malformed() -> None:
+    with FakeOpenAIServer(fault_every=2, faults=("refusal",)) as server:
+        backend = make_backend(server)
+        results = backend.generate(make_chats(6))
+    refused = [r for r in results if r.finish_reason == "refusal"]
+    assert len(refused) == 3 == backend.refusals and refused[0].text == "I can't help with that."
+    assert len(server.received) == 6 and backend.retries == 0  # an answer, not a fault
+
+
+def test_the_rate_limit_holds_across_cache_chunks() -> None:
+    """120 requests a minute (2 a second, bursts of 2) over 3 chunks of 2: one bucket for the
+    run, so the 6 requests span at least 2 s (a bucket per chunk would send them at once)."""
+    with FakeOpenAIServer(fault_every=0) as server:
+        backend = make_backend(server, requests_per_minute=120)
+        backend.commit_every = 2
+        limiter = backend.limiter
+        backend.generate(make_chats(6))
+        arrivals = sorted(r.at for r in server.received)
+    assert backend.limiter is limiter and len(arrivals) == 6
+    assert arrivals[-1] - arrivals[0] >= 1.8
+    backend.close()
+
+
+@pytest.fixture
+def real_server(tmp_path: Path):
+    """`transformers serve` (transformers' own OpenAI-compatible server, which nobody here
+    wrote) on loopback, serving the tiny random model from a local directory."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    from specalign.backbone.tiny_random import TinyRandomBackbone
+
+    model = TinyRandomBackbone(name="tiny_random", cache_dir=tmp_path / "cache").model_path
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = [sys.executable, "-m", "transformers.cli.transformers", "serve", model]
+    serve += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.5)
+        yield f"{url}/v1", model
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_against_transformers_serve(real_server, tmp_path: Path) -> None:
+    base_url, model = real_server
+    cache = RequestCache(tmp_path / "requests.sqlite")
+    settings = {"model": model, "base_url": base_url, "max_concurrency": 4, "timeout_s": 60}
+    backend = OpenAIBackend(**settings, cache=cache, sampling={"max_new_tokens": 8, "seed": 1})
+    results = backend.generate(make_chats(10))
+    assert all(r.finish_reason in ("stop", "length") for r in results), results
+    assert all(r.completion_tokens > 0 and r.prompt_tokens > 0 for r in results)
+    assert backend.calls == 10 and backend.failures == 0
+    again = OpenAIBackend(**settings, cache=cache, sampling={"max_new_tokens": 8, "seed": 1})
+    assert [r.text for r in again.generate(make_chats(10))] == [r.text for r in results]
+    assert again.calls == 0  # every answer came from the cache
+    backend.close()

@@ -65,3 +65,33 @@ def test_two_processes_share_the_request_cache(tmp_path: Path):
         worker.join(timeout=120)
     assert [w.exitcode for w in workers] == [0, 0]
     assert len(RequestCache(path)) == 2 * 20 * 10
+
+
+class Flaky:
+    """Fails (an "error" completion: the transport gave up) on the first try of each chat."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[dict[str, str]]] = []
+        self.seen: set[str] = set()
+
+    def generate(self, chats, sampling=None):
+        from specalign.llm.base import Completion
+
+        out = []
+        for chat in chats:
+            self.sent.append(chat)
+            first = chat[-1]["content"] not in self.seen
+            self.seen.add(chat[-1]["content"])
+            out.append(
+                Completion(text="", finish_reason="error") if first else Completion(text='{"a": 1}')
+            )
+        return out
+
+
+def test_a_transport_failure_resends_the_same_request():
+    """No empty assistant turn and no "Invalid: ..." message: the request had no answer."""
+    llm = Flaky()
+    chats = [[{"role": "user", "content": "give me JSON"}]]
+    values, stats = generate_json(llm, chats, lambda d: d["a"], max_attempts=3)
+    assert values == [1] and stats.retries == 1 and not stats.rejects
+    assert llm.sent == [chats[0], chats[0]]

@@ -33,7 +33,7 @@ class BudgetExceededError(SpecAlignError):
 @dataclass(frozen=True)
 class Completion:
     text: str
-    finish_reason: str = "stop"  # "stop" | "length" | "error"
+    finish_reason: str = "stop"  # "stop" | "length" | "refusal" | "error" (never cached)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False

@@ -1,10 +1,13 @@
 """Any OpenAI-compatible chat-completions server: vLLM / SGLang servers or a hosted provider.
 
 Requests run concurrently (bounded by `max_concurrency` and paced by `requests_per_minute`)
-and are retried on what a busy server does under load: 429s, 5xx, timeouts, dropped
-connections and truncated bodies. A request that still fails becomes an "error" completion
-(never cached) so one bad prompt does not kill a synthesis; the counters `retries`,
-`retry_reasons` and `failures` say how rough the run was.
+on one event loop that lives as long as the backend, so the concurrency limit, the rate
+limiter's bucket and the HTTP connections carry over from one cache chunk to the next. They
+are retried on what a busy server does under load: 429s (after `Retry-After`, capped at
+`backoff_max_s`), 408s, 5xx, timeouts, dropped connections and truncated bodies. A request
+that still fails becomes an "error" completion (never cached) so one bad prompt does not
+kill a synthesis; a `content: null` answer is the model's refusal, counted as such. The
+counters `retries`, `retry_reasons`, `failures` and `refusals` say how rough the run was.
 
 The API key is read from the environment variable named by `api_key_env` at request time
 and sent only in the Authorization header: it is never stored, logged or part of the cache
@@ -16,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections import Counter
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from tqdm.auto import tqdm
@@ -31,10 +33,10 @@ from specalign.llm.cache import RequestCache
 from specalign.llm.rate_limit import RateLimiter, full_jitter, parse_retry_after
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 PROGRESS_MIN_REQUESTS = 20  # below this a progress bar is noise
 # Status codes that mean the configuration is wrong: every request would fail the same way.
 FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not found"}
+RETRYABLE_STATUS = {408: "request_timeout", 429: "rate_limit"}  # and every 5xx
 
 
 class _Retryable(Exception):
@@ -48,16 +50,6 @@ class _Retryable(Exception):
 
 class _Rejected(Exception):
     """The server refused this request itself (e.g. 400 prompt too long): retrying is futile."""
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run`, also from inside a running loop (notebooks): then on a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 class OpenAIBackend(LLM):
@@ -102,6 +94,12 @@ class OpenAIBackend(LLM):
         self.retries = 0
         self.retry_reasons: Counter[str] = Counter()
         self.failures = 0
+        self.refusals = 0
+        self.limiter = RateLimiter(self.requests_per_minute)  # one bucket for the whole run
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._semaphore: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
@@ -113,15 +111,44 @@ class OpenAIBackend(LLM):
     def identity(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.model}
 
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The backend's own loop, on a daemon thread: callers stay synchronous (and may sit
+        inside another loop, as in a notebook) while requests of every chunk share it."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="openai-backend", daemon=True
+            )
+            self._thread.start()
+        return self._loop
+
     def _generate(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
-        return run_sync(self._generate_all(chats, sampling))
+        future = asyncio.run_coroutine_threadsafe(
+            self._generate_all(chats, sampling), self.event_loop()
+        )
+        return future.result()
+
+    def close(self) -> None:
+        """Close the HTTP connections and stop the loop (a later request starts them again)."""
+        if self._loop is None:
+            return
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = self._thread = self._client = self._semaphore = None
 
     async def _generate_all(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        limiter = RateLimiter(self.requests_per_minute)
-        limits = httpx.Limits(
-            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-        )
+        if self._client is None:  # made on the backend's loop, kept for every chunk
+            limits = httpx.Limits(
+                max_connections=self.max_concurrency,
+                max_keepalive_connections=self.max_concurrency,
+            )
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, limits=limits)
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        client, semaphore, limiter = self._client, self._semaphore, self.limiter
         progress = tqdm(
             total=len(chats),
             desc=f"{self.model} requests",
@@ -137,10 +164,7 @@ class OpenAIBackend(LLM):
 
         try:
             # The TaskGroup cancels the siblings when one raises (a fatal 401/404).
-            async with (
-                httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client,
-                asyncio.TaskGroup() as group,
-            ):
+            async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(one(client, chat)) for chat in chats]
         except* Exception as errors:  # the first cause, not an ExceptionGroup, for the app
             raise errors.exceptions[0] from None
@@ -204,6 +228,7 @@ class OpenAIBackend(LLM):
             delay = retry_after
             if delay is None:
                 delay = full_jitter(attempt, self.backoff_base_s, self.backoff_max_s)
+            delay = min(delay, self.backoff_max_s)  # a server asking for an hour gets a minute
             log.debug("retrying request (%s, attempt %d) in %.2fs", reason, attempt + 1, delay)
             await asyncio.sleep(delay)
         self.failures += 1
@@ -213,9 +238,9 @@ class OpenAIBackend(LLM):
     def _parse(self, response: httpx.Response) -> Completion:
         """A Completion from a 2xx answer; raises _Retryable / _Rejected / SpecAlignError."""
         status = response.status_code
-        if status == 429:
+        if status in RETRYABLE_STATUS:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise _Retryable("rate_limit", "HTTP 429", retry_after)
+            raise _Retryable(RETRYABLE_STATUS[status], f"HTTP {status}", retry_after)
         if status >= 500:
             raise _Retryable("server_error", f"HTTP {status}")
         if status in FATAL_STATUS:
@@ -230,12 +255,21 @@ class OpenAIBackend(LLM):
         try:
             body = response.json()
             choice = body["choices"][0]
-            text = choice["message"]["content"]
+            message = choice["message"]
+            text = message["content"]
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise _Retryable("malformed", f"malformed body ({type(err).__name__})") from None
+        usage = body.get("usage") or {}
+        if text is None:  # the model declined (OpenAI puts its reason in `refusal`)
+            self.refusals += 1
+            return Completion(
+                text=str(message.get("refusal") or ""),
+                finish_reason="refusal",
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+            )
         if not isinstance(text, str):
             raise _Retryable("malformed", "message.content is not a string")
-        usage = body.get("usage") or {}
         return Completion(
             text=text,
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",

@@ -85,9 +85,15 @@ def generate_parsed(
                 stats.truncated_dropped.append(i)
                 stats.errors[i] = "cut at max_new_tokens"
                 continue
+            finish = getattr(reply, "finish_reason", "stop")
+            if finish == "error":  # transport failure: send the same request again, unchanged
+                stats.errors[i] = "the backend returned no answer"
+                still.append(i)
+                stats.retries += attempt < max_attempts
+                continue
             try:
-                if getattr(reply, "finish_reason", "stop") == "error":
-                    raise ValueError("the backend returned no answer")
+                if finish == "refusal":
+                    raise ValueError(f"the model refused ({text[:80]!r})" if text else "refused")
                 results[i] = parse(text)
                 stats.truncated += cut
             except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
