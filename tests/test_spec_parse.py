@@ -4,6 +4,8 @@ one message naming the file, the line and the fix."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,3 +246,60 @@ def test_yaml_errors_name_the_line(tmp_path):
     msg = error_for(tmp_path, "typo.yaml", "rules:\n  - text: a\n  - text: b\n    rationle: c\n")
     assert_located(msg, "typo.yaml", 3)
     assert "unknown rule key(s) ['rationle']" in msg
+
+
+@pytest.mark.parametrize(
+    ("char", "name"),
+    [("\x00", "NUL"), ("\x1b", "U+001B"), ("\x85", "U+0085"), ("\u202e", "U+202E")],
+)
+def test_invisible_control_characters_are_refused_with_their_place(tmp_path, char, name):
+    text = f"---\nname: x\n---\n\n## S\n\n- [A] Be kind.\n- [B] Be{char} brief.\n"
+    msg = error_for(tmp_path, "ctrl.md", text)
+    assert_located(msg, "ctrl.md", 8)
+    assert f"invisible control character {name} at column 9" in msg
+
+
+def test_tabs_line_ends_and_a_bom_are_fine(tmp_path):
+    path = tmp_path / "ok.md"
+    path.write_text("\ufeff---\nname: x\n---\r\n\n## S\n\n- [A] Be\tkind.\r\n")
+    assert [r.id for r in load_spec_file(path).rules] == ["A"]
+
+
+@pytest.mark.parametrize(
+    ("front", "line", "key"),
+    [
+        ("name: x\nmodel_name: [Aria, Nova]\n", 3, "model_name"),
+        ("name: x\nprovider: {a: 1}\n", 3, "provider"),
+        ("name: [x]\n", 2, "name"),
+        ("name: x\nversion: true\n", 3, "version"),
+    ],
+)
+def test_front_matter_fields_must_be_single_values(tmp_path, front, line, key):
+    msg = error_for(tmp_path, "fm.md", f"---\n{front}---\n\n## S\n\n- [A] a\n")
+    assert_located(msg, "fm.md", line)
+    assert f"'{key}' must be a single value" in msg
+
+
+def test_yaml_fields_of_the_wrong_type_are_refused(tmp_path):
+    msg = error_for(tmp_path, "r.yaml", "name: x\nrules:\n  - id: A\n    text: {say: hi}\n")
+    assert_located(msg, "r.yaml", 3)
+    assert "rule field 'text' must be text" in msg
+    msg = error_for(tmp_path, "m.yaml", "name: x\nprovider:\n  - a\n  - b\nrules:\n  - a rule\n")
+    assert_located(msg, "m.yaml", 2)
+    assert "'provider' must be a single value" in msg
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: x\nversion: 2\nrules:\n  - id: 7\n    text: [one line, two lines]\n")
+    assert load_spec_file(ok).rules[0].text == "one line two lines"
+
+
+def test_the_cli_refuses_a_nul_byte_with_exit_2(tmp_path):
+    bad = tmp_path / "nul.md"
+    bad.write_bytes(b"## S\n\n- [A] a\x00b\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "specalign.spec", "check", str(bad)], capture_output=True, text=True
+    )
+    assert (
+        proc.returncode == 2
+        and f"{bad}:3: invisible control character NUL" in proc.stderr + proc.stdout
+    )
+    assert "Traceback" not in proc.stderr

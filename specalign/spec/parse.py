@@ -31,6 +31,54 @@ def spec_error(path: Path | str, line: int | None, what: str, fix: str) -> SpecA
     return SpecAlignError(f"{where}: {what}. Fix: {fix}")
 
 
+# Front-matter / YAML metadata fields specalign reads, each a single value (unknown fields are
+# kept as they are, for the user's own tooling)
+SCALAR_FIELDS = ("name", "version", "model_name", "provider", "previous", "msm_mode")
+# Invisible characters that change what a rule says without showing it: C0/C1 controls (but
+# tab and line ends) and the bidirectional overrides of "Trojan Source" text.
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def hidden_character(char: str) -> bool:
+    code = ord(char)
+    control = (code < 0x20 and char not in "\t\n\r") or 0x7F <= code <= 0x9F
+    return control or char in BIDI_CONTROLS
+
+
+def check_characters(text: str, path: Path | str) -> None:
+    """Refuse control characters (a NUL byte, an escape sequence) and bidi overrides: they
+    are invisible in an editor, yet they change the spec's hash and what a model reads."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        for column, char in enumerate(line, start=1):
+            if hidden_character(char):
+                name = "NUL" if char == "\0" else f"U+{ord(char):04X}"
+                raise spec_error(
+                    path,
+                    number,
+                    f"invisible control character {name} at column {column}",
+                    "delete it (e.g. `tr -d '\\000'` for NUL bytes) and save the file as "
+                    "plain UTF-8 text",
+                )
+
+
+def check_meta_types(meta: dict[str, Any], path: Path | str, lines: list[str]) -> None:
+    """Each field specalign reads holds one value (a string or a number), not a list or a
+    mapping, which would otherwise become text like "['a', 'b']" in prompts and keys."""
+    for key in SCALAR_FIELDS:
+        value = meta.get(key)
+        if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
+            continue
+        line = next(
+            (n for n, text in enumerate(lines, 1) if text.lstrip().startswith(f"{key}:")), 1
+        )
+        raise spec_error(
+            path,
+            line,
+            f"'{key}' must be a single value, not a {type(value).__name__} ({value!r})",
+            f"write one value, e.g. '{key}: Aria' (quote it if it contains ': ')",
+        )
+
+
 def slug(title: str) -> str:
     """Lowercase, every run of non-alphanumerics one '-': the id-safe form of a title."""
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"

@@ -35,6 +35,23 @@ def strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in values if v is not None and str(v).strip())
 
 
+def check_field(value: Any, key: str, path: Path | str, line: int) -> None:
+    """A rule field is text (or, for text-like fields, a list of text lines); a mapping or
+    a nested list would otherwise turn into its Python repr inside the rule."""
+    one = (str, int, float)
+    ok = value is None or (isinstance(value, one) and not isinstance(value, bool))
+    if key not in ("id", "priority") and isinstance(value, list):
+        ok = all(isinstance(v, one) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise spec_error(
+            path,
+            line,
+            f"rule field '{key}' must be text, not {type(value).__name__} ({str(value)[:60]!r})",
+            f"write '{key}: <text>'"
+            + ("" if key in ("id", "priority") else " or a list of text lines"),
+        )
+
+
 def without_lines(value: Any) -> Any:
     """Metadata as written: the recorded lines removed at every depth."""
     if isinstance(value, dict):
@@ -72,6 +89,8 @@ class YamlRules:
                 f"unknown rule key(s) {unknown}",
                 f"use only {', '.join(RULE_KEYS)}",
             )
+        for key in ("id", "text", "section", "rationale", "examples", "exception", "priority"):
+            check_field(entry.get(key), key, self.path, line)
         own = strings(entry["section"]) if entry.get("section") else section
         rule_id = str(entry["id"]).strip() if entry.get("id") is not None else self.ids.next(own)
         self.rules.append(

@@ -16,7 +16,13 @@ from typing import Any
 from specalign import CONF
 from specalign.errors import SpecAlignError
 from specalign.spec.model import Rule
-from specalign.spec.parse import ACCEPTED, ParsedDoc, spec_error
+from specalign.spec.parse import (
+    ACCEPTED,
+    ParsedDoc,
+    check_characters,
+    check_meta_types,
+    spec_error,
+)
 from specalign.spec.parse_markdown import parse_markdown
 from specalign.spec.parse_yaml import parse_yaml
 
@@ -87,9 +93,13 @@ def parse_document(text: str, path: Path | str) -> ParsedDoc:
     if not text.strip():
         fix = f"write its rules ({ACCEPTED}), or pick another spec"
         raise spec_error(path, 1, "the spec is empty", fix)
+    check_characters(text.lstrip("\ufeff"), path)
     if Path(path).suffix.lower() in (".yaml", ".yml"):
-        return parse_yaml(text, path)
-    return parse_markdown(text, path)
+        doc = parse_yaml(text, path)
+    else:
+        doc = parse_markdown(text, path)
+    check_meta_types(doc.meta, path, text.split("\n"))
+    return doc
 
 
 def build_spec(path: Path, text: str, cfg: dict[str, Any], default_id: str) -> Spec:

@@ -151,7 +151,11 @@ class MidtrainStep(Step):
         if cut:
             log.warning(
                 "%s: %d documents exceed max_length=%d; %d tokens cut (packing_strategy="
-                "bfd_split keeps them)", self.name, len(long), args.max_length, cut
+                "bfd_split keeps them)",
+                self.name,
+                len(long),
+                args.max_length,
+                cut,
             )
         return {"documents_over_max_length": len(long), "tokens_cut": cut}
 
