@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
+import pytest
+
 from specalign.llm.cache import RequestCache
 from specalign.llm.structured import generate_json
 
@@ -49,22 +51,25 @@ def test_only_invalid_replies_are_retried_with_the_error_and_rejects_counted():
     assert stats.errors == {2: "no JSON object in the reply"}
 
 
-def write_entries(path: str, worker: int) -> None:
-    cache = RequestCache(path)
+def write_entries(path: str, worker: int, journal: str = "wal") -> None:
+    cache = RequestCache(path, journal_mode=journal)
     for batch in range(20):
         cache.put_many({f"{worker}-{batch}-{i}": {"text": "x"} for i in range(10)})
 
 
-def test_two_processes_share_the_request_cache(tmp_path: Path):
+@pytest.mark.parametrize("journal", ["wal", "delete"])  # delete: for network filesystems
+def test_two_processes_share_the_request_cache(tmp_path: Path, journal: str):
     path = str(tmp_path / "requests.sqlite")
     ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=write_entries, args=(path, w)) for w in range(2)]
+    workers = [ctx.Process(target=write_entries, args=(path, w, journal)) for w in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=120)
     assert [w.exitcode for w in workers] == [0, 0]
-    assert len(RequestCache(path)) == 2 * 20 * 10
+    cache = RequestCache(path, journal_mode=journal)
+    assert len(cache) == 2 * 20 * 10
+    assert cache.connect().execute("PRAGMA journal_mode").fetchone()[0] == journal
 
 
 class Flaky:

@@ -92,8 +92,7 @@ class EvalStep(Step):
     def subject(self, model_artifact: Artifact | None) -> EvalSubject:
         import torch
 
-        from specalign.llm.cache import RequestCache
-        from specalign.llm.factory import REQUEST_CACHE
+        from specalign.llm.factory import request_cache
         from specalign.train.model_artifact import load_model  # peft/transformers: run time
 
         backbone = self.ctx.backbone
@@ -112,7 +111,7 @@ class EvalStep(Step):
             backbone.load_tokenizer(),
             backbone,
             int(self.ctx.section("eval.batch_size") or 16),
-            RequestCache(self.ctx.cache_dir / REQUEST_CACHE),
+            request_cache(self.ctx),
         )
 
     def grader(self) -> Any:

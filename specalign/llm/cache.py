@@ -1,4 +1,8 @@
-"""The request cache: SQLite in WAL mode under paths.root, shared safely by processes.
+"""The request cache: SQLite under paths.cache, shared safely by processes.
+
+The journal is WAL by default (readers never wait for the writer). WAL relies on shared
+memory that network filesystems (NFS, Lustre, GPFS) do not offer: there,
+`paths.cache_journal=delete` uses SQLite's rollback journal, which only needs file locks.
 
 A request's key is the sha256 of (backend identity, operation, messages, sampling incl.
 seed). Answers are written as soon as each batch returns, so a killed synthesis resumes
@@ -14,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from specalign.errors import ConfigError
 from specalign.pipeline.keys import content_key
 
 
@@ -23,8 +28,17 @@ def request_key(identity: dict[str, Any], operation: str, chat: Any, params: dic
     )
 
 
+JOURNALS = ("wal", "delete", "truncate", "persist")
+
+
 class RequestCache:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, journal_mode: str = "wal") -> None:
+        if journal_mode.lower() not in JOURNALS:
+            raise ConfigError(
+                f"paths.cache_journal={journal_mode}: choose one of {', '.join(JOURNALS)} "
+                "(delete on network filesystems)."
+            )
+        self.journal_mode = journal_mode.upper()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.local = threading.local()
@@ -33,7 +47,7 @@ class RequestCache:
         for attempt in range(100):
             try:
                 with self.connect() as db:
-                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(f"PRAGMA journal_mode={self.journal_mode}")
                     db.execute(
                         "CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, value TEXT)"
                     )

@@ -15,12 +15,18 @@ from specalign.llm.cache import RequestCache
 REQUEST_CACHE = "requests.sqlite"
 
 
+def request_cache(ctx: Any) -> RequestCache:
+    """The run's request cache, with the journal `paths.cache_journal` asks for."""
+    journal = str(ctx.section("paths.cache_journal") or "wal")
+    return RequestCache(ctx.cache_dir / REQUEST_CACHE, journal_mode=journal)
+
+
 def build_llm(ctx: Any, section: str = "synthesizer") -> LLM:
     """One backend per call; each step gets its own budget (token accounting per step)."""
     cfg = dict(ctx.section(section))
     cls = get_class(cfg["_target_"])
     budget = Budget(**(cfg.pop("budget", None) or {}))  # a fresh one: accounting per step
-    extra: dict[str, Any] = {"cache": RequestCache(ctx.cache_dir / REQUEST_CACHE), "budget": budget}
+    extra: dict[str, Any] = {"cache": request_cache(ctx), "budget": budget}
     if "backbone" in inspect.signature(cls).parameters:
         extra["backbone"] = ctx.backbone
     # a partial, called with the live objects: instantiate() would turn a dataclass kwarg
