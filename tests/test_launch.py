@@ -33,8 +33,11 @@ def test_the_backbones_sharding_preset_picks_the_launcher():
 
 
 def test_a_slurm_jobs_tasks_become_one_process_group(monkeypatch):
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
+    distributed_env = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                       "MASTER_PORT")  # fmt: skip
+    for name in distributed_env:  # set first: monkeypatch undoes only what it recorded
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "4242",
              "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]"}  # fmt: skip
     for name, value in slurm.items():

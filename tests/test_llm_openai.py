@@ -223,7 +223,8 @@ def real_server(tmp_path: Path):
         port = probe.getsockname()[1]
     serve = [sys.executable, "-m", "transformers.cli.transformers", "serve", model]
     serve += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "serve.log"  # what the server said, for a failure's message
+    proc = subprocess.Popen(serve, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -233,7 +234,7 @@ def real_server(tmp_path: Path):
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.5)
         yield f"{url}/v1", model
     finally:
@@ -244,7 +245,8 @@ def real_server(tmp_path: Path):
 def test_against_transformers_serve(real_server, tmp_path: Path) -> None:
     base_url, model = real_server
     cache = RequestCache(tmp_path / "requests.sqlite")
-    settings = {"model": model, "base_url": base_url, "max_concurrency": 4, "timeout_s": 60}
+    settings = {"model": model, "base_url": base_url, "max_concurrency": 4, "timeout_s": 60,
+                "max_retries": 2}  # fmt: skip
     backend = OpenAIBackend(**settings, cache=cache, sampling={"max_new_tokens": 8, "seed": 1})
     results = backend.generate(make_chats(10))
     assert all(r.finish_reason in ("stop", "length") for r in results), results
