@@ -30,6 +30,7 @@ class Received:
     fault: str | None
     authorization: str | None
     at: float = 0.0  # time.monotonic() on arrival
+    response_format: dict[str, Any] | None = None
 
     @property
     def last_user(self) -> str:
@@ -52,7 +53,9 @@ class FakeOpenAIServer:
         faults: tuple[str, ...] = FAULTS,
         delay_s: float = 0.0,
         stall_s: float = 1.5,
+        accepts_schema: bool = True,
     ) -> None:
+        self.accepts_schema = accepts_schema  # False: 400 for response_format, as old servers
         self.fault_every = fault_every
         self.faults = faults
         self.delay_s = delay_s
@@ -108,6 +111,7 @@ class FakeOpenAIServer:
                     fault,
                     authorization,
                     time.monotonic(),
+                    body.get("response_format"),
                 )
             )
             self.in_flight += 1
@@ -172,7 +176,9 @@ class FakeOpenAIServer:
                     server._leave()
 
             def respond(self, n: int, body: dict[str, Any], fault: str | None, auth: str | None):
-                if fault == "timeout":
+                if "response_format" in body and not server.accepts_schema:
+                    self.send(400, b'{"error": "response_format is not supported"}')
+                elif fault == "timeout":
                     server.stopping.wait(server.stall_s)  # outlive the client, then hang up
                 elif fault == "429":
                     self.send(429, b'{"error": "slow down"}', {"Retry-After": "0"})

@@ -13,6 +13,7 @@ from helpers import compose_config
 
 from specalign.app import run
 from specalign.errors import SpecAlignError
+from specalign.pipeline import RunContext, build_plan
 from specalign.pipeline.dataset_io import load_dataset
 from specalign.synth.experience_pool import ExperiencePool
 
@@ -20,6 +21,7 @@ INSTANCES = 6
 SYNTH = (
     "logger=none",
     "stage=specalign",
+    "~sizes",  # the stage file's own sizes, not the embedded model's CPU ones
     "~stage.steps.ref_logps",
     "~stage.steps.dpo",
     "~stage.steps.eval_base",
@@ -131,6 +133,33 @@ def test_experience_pool_feeds_later_planners_and_players_swap(scripted_run, tmp
     assert {(r["round"], r["attacker"]) for r in rows} == {(0, "A"), (1, "A"), (2, "B")}
 
 
+def test_a_player_with_its_own_synthesizer_plays_its_rounds_with_it(scripted_run, tmp_path):
+    """Player A's synthesizer answers planner prompts with junk; B uses the run's. Only the
+    rounds A attacks lose plans; the rounds B attacks are whole, as with two equal players."""
+    _, reference, _ = scripted_run
+    scripted_specalign.JUNK_PLANNER.clear()
+    own = "+stage.steps.pairs.players.0.synthesizer={script:scripted_specalign.SCRIPT_BAD_PLANNER}"
+    _, metrics, rows = synthesize(tmp_path, *SCRIPTED, own)
+    junk = len(scripted_specalign.JUNK_PLANNER)
+    assert junk > 0 and metrics["dropped/planner_reject"] == junk
+    assert metrics["attacks_round/0"] == INSTANCES - junk  # A attacks in round 0
+    assert metrics["attacks_round/1"] == reference["attacks_round/1"] == INSTANCES  # B
+    assert {(r["round"], r["attacker"]) for r in rows} <= {(0, "A"), (1, "B")}
+    keys = {
+        name: build_plan(RunContext(compose_config([f"paths.root={tmp_path}", *SYNTH, *o])))
+        for name, o in {
+            "same": SCRIPTED,
+            "own": (*SCRIPTED, own),
+            "own_transport": (*SCRIPTED, own.replace("}", ",max_retries:9}")),
+        }.items()
+    }
+    pair_key = {
+        name: next(s.key for s in plan.steps if s.name == "pairs") for name, plan in keys.items()
+    }
+    assert pair_key["own"] != pair_key["same"]  # who plays is part of the key
+    assert pair_key["own_transport"] == pair_key["own"]  # how its requests travel is not
+
+
 def test_pool_prefers_entries_near_the_instance():
     pool = ExperiencePool(size=3)
     for i, (rule, fams) in enumerate([("X1", ["f"]), ("Y1", ["g"]), ("Z1", ["h"]), ("Y2", ["g"])]):
@@ -184,14 +213,16 @@ def test_killed_synthesis_resumes_from_the_request_cache(scripted_run, tmp_path)
     assert len({r["pair_id"] for r in rows}) == len(rows)
 
 
-def test_tiny_random_backbone_runs_the_real_plumbing(tmp_path):
-    """Junk replies from a random model: the planner JSON never parses, every exchange is a
-    counted reject, and the step stops with the reasons instead of writing an empty dataset."""
+def test_unconstrained_junk_is_rejected_and_the_step_says_why(tmp_path):
+    """Junk replies from a random model without constrained decoding: the planner JSON never
+    parses, every exchange is a counted reject, and the step stops with the reasons instead
+    of writing an empty dataset (tests/test_stages_end_to_end.py: the same, constrained)."""
     with pytest.raises(SpecAlignError, match=r"no pairs survived.*'planner_reject': 2"):
         synthesize(
             tmp_path,
             "backbone=tiny_random",
             "synthesizer=local",
+            "synthesizer.constrained_decoding=none",
             "stage.steps.instances.count=2",
             "stage.steps.pairs.rounds=1",
             "stage.steps.pairs.max_attempts=2",

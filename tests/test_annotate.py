@@ -50,7 +50,7 @@ class ScriptedLLM:
         self.replies = list(replies)
         self.chats: list[list[dict[str, str]]] = []
 
-    def generate(self, chats, sampling):
+    def generate(self, chats, sampling, schema=None):
         self.chats.extend(chats)
         return [self.replies.pop(0) for _ in chats]
 

@@ -115,3 +115,16 @@ def test_a_local_checkpoint_enters_keys_by_content(tmp_path):
     at = lambda path: keys(tmp_path, "backbone=qwen3_8b", f"backbone.source={path}", "stage=sft")  # noqa: E731
     assert not changed(at(one), at(same))
     assert changed(at(one), at(other)) >= {"sft", "eval_base"}
+
+
+def test_a_changed_reply_schema_re_keys_the_steps_that_ask_under_it(tmp_path, monkeypatch):
+    """The JSON schemas live in code (specalign/llm/schemas.py): changing one must re-run
+    exactly the synthesis steps whose requests are decoded under it."""
+    from specalign.llm import schemas
+
+    before = keys(tmp_path, "stage=specalign")
+    monkeypatch.setattr(schemas, "MAX_WORD_CHARS", schemas.MAX_WORD_CHARS + 1)
+    after = keys(tmp_path, "stage=specalign")
+    assert changed(before, after) == {"pairs", "ref_logps", "dpo", "eval_dpo"}
+    engine = keys(tmp_path, "stage=specalign", "synthesizer.constrained_decoding=xgrammar")
+    assert "pairs" in changed(before, engine) and "instances" not in changed(before, engine)

@@ -256,3 +256,54 @@ def test_against_transformers_serve(real_server, tmp_path: Path) -> None:
     assert [r.text for r in again.generate(make_chats(10))] == [r.text for r in results]
     assert again.calls == 0  # every answer came from the cache
     backend.close()
+
+
+SCHEMA = {"type": "object", "properties": {"answer": {"enum": ["Yes", "No"]}},
+          "required": ["answer"], "additionalProperties": False}  # fmt: skip
+
+
+def test_a_schema_goes_as_response_format_and_a_server_without_it_falls_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with FakeOpenAIServer(fault_every=0) as server:
+        backend = make_backend(server)
+        backend.generate(make_chats(2), schema=SCHEMA)
+        sent = [r.response_format for r in server.received]
+        expected = {"name": "reply", "schema": SCHEMA, "strict": True}
+        assert sent == [{"type": "json_schema", "json_schema": expected}] * 2
+        backend.generate(make_chats(1))  # free text: no response_format
+        assert server.received[-1].response_format is None and backend.constrains
+        backend.close()
+    with FakeOpenAIServer(fault_every=0, accepts_schema=False) as server:
+        backend = make_backend(server)
+        results = backend.generate(make_chats(3), schema=SCHEMA)
+        assert all(r.finish_reason == "stop" for r in results) and backend.failures == 0
+        assert backend.schema_unsupported and not backend.constrains  # parse + retry from now
+        assert "rejected response_format" in caplog.text
+        backend.close()
+    with FakeOpenAIServer(fault_every=0) as server:
+        backend = make_backend(server, structured_outputs="none")
+        backend.generate(make_chats(1), schema=SCHEMA)
+        assert server.received[0].response_format is None and not backend.constrains
+        backend.close()
+
+
+def test_vllm_decodes_under_the_schema_with_structured_outputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM is not installed here: a stand-in module with its parameter class."""
+    import types
+
+    from specalign.llm.vllm_backend import structured_outputs
+
+    class StructuredOutputsParams:
+        def __init__(self, **kwargs: object) -> None:
+            self.kwargs = kwargs
+
+    module = types.ModuleType("vllm.sampling_params")
+    module.StructuredOutputsParams = StructuredOutputsParams  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", module)
+    assert structured_outputs(None) == {}
+    params = structured_outputs(SCHEMA)["structured_outputs"]
+    assert params.kwargs == {"json": SCHEMA}

@@ -4,10 +4,17 @@ Backends implement `_generate(chats, sampling)` (and `_score` where they can); c
 `generate` / `score`, which look every request up in the request cache first, send only
 the misses, store the answers, and charge the budget. A killed synthesis therefore resumes
 without repeating a call, and an identical re-run makes none.
+
+A request that expects JSON passes its JSON schema (`generate(..., schema=...)`: one for
+all chats, or one per chat). Requests are sent grouped by schema, the group's schema in
+`sampling["schema"]`, and a backend whose `constrains` is true enforces it while decoding
+(grammar-masked logits locally, structured outputs in vLLM, `response_format` on servers).
+The schema is part of each request's cache key: a changed schema asks again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -72,6 +79,17 @@ class LLM:
         """What makes two backends give the same answer (model, revision, ...): cache key."""
         raise NotImplementedError
 
+    @property
+    def constrains(self) -> bool:
+        """Whether this backend enforces a request's JSON schema while decoding (else the
+        schema only keys the request, and the caller's parse + retry is all there is)."""
+        return False
+
+    def constraint_identity(self) -> dict[str, Any]:
+        """What, besides the schema, decides a constrained answer (the grammar engine): part
+        of the key of requests with a schema only, so free-text keys stay as they were."""
+        return {}
+
     def _generate(self, chats: list[Chat], sampling: dict[str, Any]) -> list[Completion]:
         raise NotImplementedError
 
@@ -93,11 +111,23 @@ class LLM:
         return {**self.default_sampling, **(overrides or {})}
 
     def generate(
-        self, chats: list[Chat], sampling: dict[str, Any] | None = None
+        self,
+        chats: list[Chat],
+        sampling: dict[str, Any] | None = None,
+        schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
     ) -> list[Completion]:
-        """One completion per chat, from the cache where possible; order is kept."""
-        params = self.sampling(sampling)
-        keys = [request_key(self.identity(), "generate", chat, params) for chat in chats]
+        """One completion per chat, from the cache where possible; order is kept. `schema`:
+        the JSON schema every reply (a dict) or each reply (a list, None: free text) obeys."""
+        base = self.sampling(sampling)
+        schemas = schema if isinstance(schema, list) else [schema] * len(chats)
+        if len(schemas) != len(chats):
+            raise ValueError(f"{len(schemas)} schemas for {len(chats)} chats")
+        decoder = self.constraint_identity()
+        params = [base if s is None else {**base, "schema": s, **decoder} for s in schemas]
+        keys = [
+            request_key(self.identity(), "generate", chat, p)
+            for chat, p in zip(chats, params, strict=True)
+        ]
         found = self.cache.get_many(keys) if self.cache is not None else {}
         missing = [i for i, key in enumerate(keys) if key not in found]
         results: dict[int, Completion] = {
@@ -108,11 +138,12 @@ class LLM:
         for start in range(0, len(missing), self.commit_every):
             chunk = missing[start : start + self.commit_every]
             self.budget.check()
-            fresh = self._generate([chats[i] for i in chunk], params)
+            for group in by_schema(chunk, schemas):  # one backend call per schema
+                fresh = self._generate([chats[i] for i in group], params[group[0]])
+                for i, completion in zip(group, fresh, strict=True):
+                    results[i] = completion
+                    self.budget.charge(completion.prompt_tokens, completion.completion_tokens)
             self.calls += len(chunk)
-            for i, completion in zip(chunk, fresh, strict=True):
-                results[i] = completion
-                self.budget.charge(completion.prompt_tokens, completion.completion_tokens)
             if self.cache is not None:
                 self.cache.put_many(
                     {
@@ -139,3 +170,12 @@ class LLM:
             if self.cache is not None:
                 self.cache.put_many({keys[i]: asdict(results[i]) for i in missing})
         return [results[i] for i in range(len(chats))]
+
+
+def by_schema(indexes: list[int], schemas: list[dict[str, Any] | None]) -> list[list[int]]:
+    """The requests grouped by their schema (first appearance order), for one call each."""
+    groups: dict[str, list[int]] = {}
+    for i in indexes:
+        text = "" if schemas[i] is None else json.dumps(schemas[i], sort_keys=True)
+        groups.setdefault(text, []).append(i)
+    return list(groups.values())

@@ -21,9 +21,20 @@ def request_cache(ctx: Any) -> RequestCache:
     return RequestCache(ctx.cache_dir / REQUEST_CACHE, journal_mode=journal)
 
 
-def build_llm(ctx: Any, section: str = "synthesizer") -> LLM:
-    """One backend per call; each step gets its own budget (token accounting per step)."""
-    cfg = dict(ctx.section(section))
+def player_synthesizer(ctx: Any, override: dict[str, Any] | None) -> dict[str, Any]:
+    """A player's synthesizer: the run's `synthesizer` section with the player's keys over
+    it, or, when the player names its own `_target_`, the player's config alone."""
+    base = dict(ctx.section("synthesizer"))
+    if not override:
+        return base
+    override = dict(override)
+    return override if "_target_" in override else {**base, **override}
+
+
+def build_llm(ctx: Any, section: str = "synthesizer", cfg: dict[str, Any] | None = None) -> LLM:
+    """One backend per call; each step gets its own budget (token accounting per step).
+    `cfg`: a synthesizer config to build instead of the run's section (a player's)."""
+    cfg = dict(ctx.section(section) if cfg is None else cfg)
     cls = get_class(cfg["_target_"])
     budget = Budget(**(cfg.pop("budget", None) or {}))  # a fresh one: accounting per step
     extra: dict[str, Any] = {"cache": request_cache(ctx), "budget": budget}

@@ -10,6 +10,7 @@ what makes sampled runs repeatable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ class HFBackend(LLM):
         *,
         backbone: Backbone,
         batch_size: int = 8,
+        constrained_decoding: str = "llguidance",
         model: str | None = None,
         cache: RequestCache | None = None,
         budget: Budget | None = None,
@@ -43,8 +45,11 @@ class HFBackend(LLM):
             )
         if int(batch_size) <= 0:
             raise SpecAlignError(f"synthesizer batch_size must be positive, got {batch_size}")
+        from specalign.llm.constrained import check_engine
+
         self.backbone = backbone
         self.batch_size = int(batch_size)
+        self.constrained_decoding = check_engine(str(constrained_decoding))
 
     @cached_property
     def _identity(self) -> dict[str, Any]:
@@ -60,6 +65,21 @@ class HFBackend(LLM):
     def identity(self) -> dict[str, Any]:
         """Computed once: the base class asks for it per request (model_path may build once)."""
         return self._identity
+
+    @property
+    def constrains(self) -> bool:
+        return self.constrained_decoding != "none"
+
+    def constraint_identity(self) -> dict[str, Any]:
+        return {"constrained_decoding": self.constrained_decoding}
+
+    @cached_property
+    def grammars(self) -> Any:
+        """Each schema compiled once against this tokenizer (the engine loads on first use)."""
+        from specalign.llm.constrained import Grammars
+
+        vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        return Grammars(self.constrained_decoding, self.tokenizer, vocab, self.eos_ids())
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -111,8 +131,19 @@ class HFBackend(LLM):
             self.tokenizer(self.render(chat), add_special_tokens=False)["input_ids"]
             for chat in chats
         ]
+        schema = sampling.get("schema")
+        constrain = None
+        if schema is not None and self.constrains:
+            grammars = self.grammars
+            constrain = lambda rows: grammars.processor(schema, rows)  # noqa: E731
         return generate_batches(
-            self.model, self.tokenizer, prompts, sampling, self.batch_size, self.eos_ids()
+            self.model,
+            self.tokenizer,
+            prompts,
+            sampling,
+            self.batch_size,
+            self.eos_ids(),
+            constrain=constrain,
         )
 
     def _score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
@@ -142,8 +173,10 @@ def generate_batches(
     sampling: dict[str, Any],
     batch_size: int,
     eos_ids: set[int],
+    constrain: Callable[[int], Any] | None = None,
 ) -> list[Completion]:
-    """Completions for token-id prompts, batched by length; returned in the prompts' order."""
+    """Completions for token-id prompts, batched by length; returned in the prompts' order.
+    `constrain(rows)`: a fresh logits processor for a batch of that many rows (a grammar)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -165,7 +198,13 @@ def generate_batches(
         with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
             if sample:  # the caller's global RNG is left as it was
                 torch.manual_seed(int(sampling["seed"]))
-            out = model.generate(**batch.to(device), **options, pad_token_id=tokenizer.pad_token_id)
+            processors = [] if constrain is None else [constrain(len(rows))]
+            out = model.generate(
+                **batch.to(device),
+                **options,
+                logits_processor=processors or None,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         for row, i in enumerate(rows):
             new = out[row, width:].tolist()
             end = next((n for n, tok in enumerate(new) if tok in eos_ids), None)

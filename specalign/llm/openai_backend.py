@@ -9,6 +9,12 @@ that still fails becomes an "error" completion (never cached) so one bad prompt 
 kill a synthesis; a `content: null` answer is the model's refusal, counted as such. The
 counters `retries`, `retry_reasons`, `failures` and `refusals` say how rough the run was.
 
+A request with a JSON schema is sent with `response_format: {type: json_schema}`, which
+vLLM, SGLang and OpenAI decode under (`structured_outputs: json_schema`). With `auto` (the
+default), a server that answers such a request with 400 (it does not support it) is asked
+again without it, and from then on the run parses and retries only (`schema_unsupported`
+says so in the metrics); `none` never sends a schema.
+
 The API key is read from the environment variable named by `api_key_env` at request time
 and sent only in the Authorization header: it is never stored, logged or part of the cache
 key, so caches can be shared and logs uploaded.
@@ -37,6 +43,7 @@ PROGRESS_MIN_REQUESTS = 20  # below this a progress bar is noise
 # Status codes that mean the configuration is wrong: every request would fail the same way.
 FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not found"}
 RETRYABLE_STATUS = {408: "request_timeout", 429: "rate_limit"}  # and every 5xx
+STRUCTURED_OUTPUTS = ("auto", "json_schema", "none")
 
 
 class _Retryable(Exception):
@@ -67,6 +74,7 @@ class OpenAIBackend(LLM):
         max_retries: int = 6,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        structured_outputs: str = "auto",
         cache: RequestCache | None = None,
         budget: Budget | None = None,
         sampling: dict[str, Any] | None = None,
@@ -80,6 +88,13 @@ class OpenAIBackend(LLM):
             raise SpecAlignError(
                 f"synthesizer.requests_per_minute must be positive, got {requests_per_minute}"
             )
+        if structured_outputs not in STRUCTURED_OUTPUTS:
+            raise SpecAlignError(
+                f"synthesizer.structured_outputs={structured_outputs!r}: choose one of "
+                f"{list(STRUCTURED_OUTPUTS)}."
+            )
+        self.structured_outputs = str(structured_outputs)
+        self.schema_unsupported = False  # auto: the server rejected response_format once
         self.model = str(model)
         self.base_url = str(base_url).rstrip("/")
         self.api_key_env = str(api_key_env)  # the variable's *name*; its value is never kept
@@ -110,6 +125,13 @@ class OpenAIBackend(LLM):
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.model}
+
+    @property
+    def constrains(self) -> bool:
+        return self.structured_outputs != "none" and not self.schema_unsupported
+
+    def constraint_identity(self) -> dict[str, Any]:
+        return {"structured_outputs": self.structured_outputs != "none"}
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
         """The backend's own loop, on a daemon thread: callers stay synchronous (and may sit
@@ -182,6 +204,11 @@ class OpenAIBackend(LLM):
         }
         if sampling.get("seed") is not None:
             payload["seed"] = sampling["seed"]
+        if sampling.get("schema") is not None and self.constrains:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": sampling["schema"], "strict": True},
+            }
         return payload
 
     def _headers(self) -> dict[str, str]:
@@ -219,6 +246,18 @@ class OpenAIBackend(LLM):
             except httpx.TransportError as err:
                 reason, last = "connection", type(err).__name__
             except _Rejected as err:
+                if "response_format" in payload and self.structured_outputs == "auto":
+                    # the server cannot decode under a schema: parse + retry from now on
+                    if not self.schema_unsupported:
+                        log.warning(
+                            "%s rejected response_format json_schema (%s): replies are parsed "
+                            "and retried, not constrained (structured_outputs=none to skip)",
+                            self.url,
+                            err,
+                        )
+                    self.schema_unsupported = True
+                    payload = {k: v for k, v in payload.items() if k != "response_format"}
+                    continue
                 last = str(err)
                 break
             if attempt == self.max_retries:

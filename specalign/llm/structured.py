@@ -1,9 +1,12 @@
 """Structured output: ask for JSON, validate it, retry with the error, count rejects.
 
 Small models and busy servers return junk now and then; a synthesis over thousands of
-requests must not die on one. Each round sends only the still-invalid requests (batched),
-with the previous reply and the validation error appended, and after `max_attempts` a
-request is recorded as a reject (None) for the caller to count and handle.
+requests must not die on one. A request with a JSON schema is decoded under it where the
+backend can (`LLM.constrains`), so its reply parses and its enums hold; parsing still
+checks what a schema cannot say (word counts, a rule of this instance). Each round sends
+only the still-invalid requests (batched), with the previous reply and the validation
+error appended, and after `max_attempts` a request is recorded as a reject (None) for the
+caller to count and handle.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Chat = list[dict[str, str]]
+Schema = dict[str, Any]
 
 
 @dataclass
 class StructuredStats:
+    constrained: int = 0  # requests decoded under their schema (every attempt counted)
     retries: int = 0
     rejects: list[int] = field(default_factory=list)  # indexes of requests with no valid reply
     errors: dict[int, str] = field(default_factory=dict)  # last validation error of each reject
@@ -41,6 +46,7 @@ def generate_json(
     *,
     max_attempts: int = 3,
     sampling: dict[str, Any] | None = None,
+    schema: Schema | list[Schema | None] | None = None,
 ) -> tuple[list[Any | None], StructuredStats]:
     """`validate(json_dict)` returns the parsed value or raises ValueError with the reason."""
     return generate_parsed(
@@ -50,6 +56,7 @@ def generate_json(
         max_attempts=max_attempts,
         sampling=sampling,
         fix="Reply with only the JSON.",
+        schema=schema,
     )
 
 
@@ -62,9 +69,11 @@ def generate_parsed(
     sampling: dict[str, Any] | None = None,
     fix: str = "Reply again in the requested format.",
     truncated: str = "keep",
+    schema: Schema | list[Schema | None] | None = None,
 ) -> tuple[list[Any | None], StructuredStats]:
     """`parse(reply_text)` returns the value or raises ValueError with the reason; invalid
     replies are retried (batched) with the error appended, then recorded as rejects (None).
+    `schema` (one for all, or one per chat) goes with each request to the backend.
     A reply cut at max_new_tokens is counted, and kept (`truncated="keep"`) or rejected at
     once (`"drop"`: a retry with the same token budget would be cut again)."""
     if truncated not in ("keep", "drop"):
@@ -76,7 +85,14 @@ def generate_parsed(
     for attempt in range(1, max_attempts + 1):
         if not pending:
             break
-        replies = llm.generate([conversations[i] for i in pending], sampling)
+        sent = [conversations[i] for i in pending]
+        if schema is None:
+            replies = llm.generate(sent, sampling)
+        else:
+            schemas = [schema[i] if isinstance(schema, list) else schema for i in pending]
+            replies = llm.generate(sent, sampling, schema=schemas)
+            if getattr(llm, "constrains", False):
+                stats.constrained += sum(s is not None for s in schemas)
         still: list[int] = []
         for i, reply in zip(pending, replies, strict=True):
             text = getattr(reply, "text", reply)

@@ -2,7 +2,8 @@
 
 vLLM is imported only when the engine is first needed, so selecting `synthesizer=vllm`
 costs nothing until a request misses the cache (a fully cached re-run never loads it), and
-machines without vLLM can still compose, validate and test configs that name it.
+machines without vLLM can still compose, validate and test configs that name it. A request
+with a JSON schema is decoded under it by vLLM's structured outputs (xgrammar or guidance).
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class VLLMBackend(LLM):
             return {}
         return dict(self.backbone.chat_template_kwargs)
 
+    @property
+    def constrains(self) -> bool:
+        return True
+
+    def constraint_identity(self) -> dict[str, Any]:
+        return {"structured_outputs": "vllm"}
+
     def identity(self) -> dict[str, Any]:
         return {
             "backend": "vllm",
@@ -109,6 +117,7 @@ class VLLMBackend(LLM):
             top_p=sampling["top_p"],
             max_tokens=sampling["max_new_tokens"],
             seed=sampling.get("seed"),
+            **structured_outputs(sampling.get("schema")),
         )
         outputs = engine.chat(
             chats,
@@ -127,3 +136,17 @@ class VLLMBackend(LLM):
             prompt_tokens=len(output.prompt_token_ids or []),
             completion_tokens=len(first.token_ids or []),
         )
+
+
+def structured_outputs(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The SamplingParams argument that decodes under a JSON schema: `structured_outputs`
+    (vLLM >= 0.10.2) or, on older releases, `guided_decoding`."""
+    if schema is None:
+        return {}
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema)}

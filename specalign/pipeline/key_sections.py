@@ -155,3 +155,8 @@ def key_section(name: str, value: Any) -> Any:
     """A `uses` group as its key sees it."""
     normalize = SECTIONS.get(name)
     return normalize(value) if normalize is not None and isinstance(value, dict) else value
+
+
+def key_synthesizer(cfg: dict[str, Any]) -> dict[str, Any]:
+    """An LLM backend's settings without how requests travel (TRANSPORT)."""
+    return without(dict(cfg), TRANSPORT)

@@ -104,7 +104,10 @@ class TextGenerator(Protocol):
     """What the LLM annotator needs from an LLM backend (specalign.llm, issue 4)."""
 
     def generate(
-        self, chats: list[list[dict[str, str]]], sampling: dict[str, Any]
+        self,
+        chats: list[list[dict[str, str]]],
+        sampling: dict[str, Any],
+        schema: dict[str, Any] | list[Any] | None = None,
     ) -> list[Any]: ...
 
 
@@ -144,6 +147,21 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def annotation_schema() -> dict[str, Any]:
+    """What `validate` accepts, as a JSON schema: constrained backends can only write it."""
+    from specalign.llm import schemas
+
+    return schemas.record(
+        direction=schemas.one_of(["do", "dont"]),
+        stage=schemas.one_of(["request", "response", "conversation"]),
+        domain={"type": "string", "minLength": 1, "maxLength": 60},
+        family={"type": "string", "minLength": 1, "maxLength": 60},
+        priority=schemas.one_of(PRIORITIES),
+        has_exception={"type": "boolean"},
+        specificity={"type": "number", "minimum": 0, "maximum": 1},
+    )
+
+
 def validate(data: dict[str, Any]) -> dict[str, Any]:
     """The annotation fields of a JSON reply, checked one by one; ValueError says which."""
     bad = [name for name, ok in FIELDS.items() if name not in data or not ok(data[name])]
@@ -169,6 +187,7 @@ class LLMAnnotator:
         self.sampling = {"temperature": temperature, "max_new_tokens": max_new_tokens}
         self.rejects: list[str] = []
         self.retries = 0
+        self.constrained = 0  # requests decoded under the annotation schema
 
     def annotate(self, spec: Spec) -> dict[str, Annotation]:
         fallback = KeywordAnnotator().annotate(spec)
@@ -185,9 +204,15 @@ class LLMAnnotator:
 
         chats = [[{"role": "user", "content": prompt(rule)}] for rule in rules]
         values, stats = generate_json(
-            self.llm, chats, validate, max_attempts=self.max_attempts, sampling=self.sampling
+            self.llm,
+            chats,
+            validate,
+            max_attempts=self.max_attempts,
+            sampling=self.sampling,
+            schema=annotation_schema(),
         )
         self.retries += stats.retries
+        self.constrained += stats.constrained
         done: dict[str, Annotation] = {}
         for rule, value in zip(rules, values, strict=True):
             if value is None:

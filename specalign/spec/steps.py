@@ -116,6 +116,7 @@ class AnnotateRules(Step):
             "families": len({row["family"] for row in rows}),
             "rejects": len(getattr(annotator, "rejects", [])),
             "retries": getattr(annotator, "retries", 0),
+            "constrained": getattr(annotator, "constrained", 0),
             **({"llm_calls": llm.calls, **llm.budget.summary()} if llm is not None else {}),
         }
 

@@ -8,8 +8,12 @@ least one rule is a successful attack and enters the pool. A compliant reply is 
 with the instance (and the broken rules) in context, must pass every rule and the quality
 judge, and becomes `chosen`; the violating reply is `rejected`.
 
-Two players fill attacker and defender and swap every `swap_every` rounds. Every role of a
-round is one batched request (the request cache makes a killed run resume without repeating a
+Two players fill attacker and defender and swap every `swap_every` rounds. A player is a
+synthesizer configuration (its `synthesizer` keys over the run's, or a config of its own)
+plus its sampling: the attacker's model plans and attacks, the defender's answers and
+writes the compliant reply, and the run's synthesizer judges (docs/synthesis.md: what a
+swap changes when both players are the same model). Every role of a round is one batched
+request (the request cache makes a killed run resume without repeating a
 call), and nothing depends on time, so the same config and cache give the same rows. The
 final pool is saved next to the dataset as `experience_pool.jsonl`.
 """
@@ -22,14 +26,23 @@ from typing import Any, ClassVar
 
 from specalign.errors import ConfigError
 from specalign.pipeline.dataset_io import load_dataset
+from specalign.pipeline.key_sections import key_synthesizer
 from specalign.pipeline.step import Artifact
-from specalign.synth.exchanges import Exchange, SpecText, fill, pair_row, parse_plan
+from specalign.synth.exchanges import (
+    Exchange,
+    SpecText,
+    fill,
+    pair_row,
+    parse_plan,
+    plan_schema,
+)
 from specalign.synth.experience_pool import ExperiencePool, render_experience
 from specalign.synth.gates import exact_duplicates
 from specalign.synth.llm_step import SynthesisStep
 from specalign.synth.replies import parse_text
 
 POOL_FILE = "experience_pool.jsonl"
+PLAYER_KEYS = ("name", "synthesizer")  # a player's other keys are its sampling
 SPEC_VARS = {"model_name", "provider"}
 Player = dict[str, Any]
 
@@ -57,6 +70,7 @@ class AdversarialPairs(SynthesisStep):
                 f"(got {names}). Fix: players: [{{name: A, temperature: 1.0}}, {{name: B, ...}}]."
             )
         self.threshold = float(self.setting("compliance_threshold", 0.5))
+        self.player_llms: dict[str, Any] = {}
 
     # -- settings -------------------------------------------------------------------------
     def roles_in(self, rnd: int) -> tuple[Player, Player]:
@@ -66,11 +80,44 @@ class AdversarialPairs(SynthesisStep):
         return (second, first) if every > 0 and (rnd // every) % 2 == 1 else (first, second)
 
     def player_sampling(self, player: Player) -> dict[str, Any]:
-        return self.sampling(**{k: v for k, v in player.items() if k != "name"})
+        return self.sampling(**{k: v for k, v in player.items() if k not in PLAYER_KEYS})
+
+    def player_llm(self, player: Player) -> Any:
+        """The player's backend: the step's own unless the player names a synthesizer (then
+        built once per player, with its own budget, released with the step)."""
+        if not player.get("synthesizer"):
+            return self.llm
+        name = str(player["name"])
+        if name not in self.player_llms:
+            from specalign.llm.factory import build_llm, player_synthesizer
+
+            cfg = player_synthesizer(self.ctx, player["synthesizer"])
+            self.player_llms[name] = build_llm(self.ctx, cfg=cfg)
+        return self.player_llms[name]
+
+    def release(self) -> None:
+        for llm in self.player_llms.values():
+            llm.close()
+        self.player_llms.clear()
+        super().release()
+
+    def key_settings(self) -> dict[str, Any]:
+        """Players' synthesizers without their transport settings (as the run's)."""
+        settings = super().key_settings()
+        settings["players"] = [
+            {**p, "synthesizer": key_synthesizer(p["synthesizer"])} if p.get("synthesizer") else p
+            for p in settings.get("players") or []
+        ]
+        return settings
 
     def bounds(self, what: str) -> tuple[int, int | None]:
         top = self.setting(f"{what}_max_words")
         return int(self.setting(f"{what}_min_words", 1)), None if top is None else int(top)
+
+    def reply_schemas(self) -> dict[str, Any]:
+        """The planner's, over every rule id of the spec (each request: its instance's)."""
+        ids, (lo, hi) = [rule.id for rule in self.ctx.spec.rules], self.bounds("strategy")
+        return {**super().reply_schemas(), "planner": plan_schema(ids, hi, lo)}
 
     def parse_reply(self, what: str) -> Any:
         lo, hi = self.bounds(what)
@@ -118,7 +165,9 @@ class AdversarialPairs(SynthesisStep):
     ) -> list[dict[str, Any]]:
         attacker, defender = self.roles_in(rnd)
         exchanges = [Exchange(inst, rnd, self.text.seed_prompt(inst, rnd)) for inst in instances]
-        attacked = self.attack(exchanges, pool, self.player_sampling(attacker))
+        attacked = self.attack(
+            exchanges, pool, self.player_sampling(attacker), self.player_llm(attacker)
+        )
         # the defender answers under the instance; its reply is judged rule by rule
         chats = [
             self.prompts["defender"].render(
@@ -128,7 +177,11 @@ class AdversarialPairs(SynthesisStep):
         ]
         defend_sampling = self.player_sampling(defender)
         replies = self.ask(
-            "defender", chats, self.parse_reply("response"), sampling=defend_sampling
+            "defender",
+            chats,
+            self.parse_reply("response"),
+            sampling=defend_sampling,
+            llm=self.player_llm(defender),
         )
         judged = self.judge_rules(
             fill(attacked, replies, "violating"), "violating", "rejected_votes"
@@ -153,11 +206,11 @@ class AdversarialPairs(SynthesisStep):
         for key, n in (("attacks", len(judged)), ("successes", len(successes))):
             self.counts[key] += n
             self.counts[f"{key}_round/{rnd}"] = n
-        checked = self.write_compliant(successes, defend_sampling)
+        checked = self.write_compliant(successes, defend_sampling, self.player_llm(defender))
         return self.rate(checked, str(attacker["name"]), str(defender["name"]))
 
     def attack(
-        self, exchanges: list[Exchange], pool: ExperiencePool, sampling: dict[str, Any]
+        self, exchanges: list[Exchange], pool: ExperiencePool, sampling: dict[str, Any], llm: Any
     ) -> list[Exchange]:
         """Planner (strategy and target rule, shown the nearest pool entries), then attacker."""
         shown = int(self.setting("pool_in_prompt", 3))
@@ -185,6 +238,8 @@ class AdversarialPairs(SynthesisStep):
             lambda text: parse_plan(text, known, lo, hi),
             sampling=sampling,
             fix="Reply with only the JSON object.",
+            schema=[plan_schema(ex.rule_ids, hi, lo) for ex in exchanges],
+            llm=llm,
         )
         planned = []
         for ex, plan in zip(exchanges, plans, strict=True):
@@ -205,11 +260,13 @@ class AdversarialPairs(SynthesisStep):
             )
             for ex in planned
         ]
-        attacks = self.ask("attacker", chats, self.parse_reply("attack"), sampling=sampling)
+        attacks = self.ask(
+            "attacker", chats, self.parse_reply("attack"), sampling=sampling, llm=llm
+        )
         return fill(planned, attacks, "attack")
 
     def write_compliant(
-        self, successes: list[Exchange], sampling: dict[str, Any]
+        self, successes: list[Exchange], sampling: dict[str, Any], llm: Any
     ) -> list[Exchange]:
         """The chosen reply, written with the instance and the broken rules in context; it
         must comply with every rule of the instance."""
@@ -222,7 +279,9 @@ class AdversarialPairs(SynthesisStep):
             )
             for ex in successes
         ]
-        texts = self.ask("compliant", chats, self.parse_reply("response"), sampling=sampling)
+        texts = self.ask(
+            "compliant", chats, self.parse_reply("response"), sampling=sampling, llm=llm
+        )
         written = []
         for ex, text in zip(successes, texts, strict=True):
             if text is not None and text.strip() == ex.violating.strip():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from specalign.errors import ConfigError
+from specalign.llm import schemas
 from specalign.pipeline.dataset_io import load_dataset
 from specalign.pipeline.step import Artifact
 from specalign.synth.gates import exact_duplicates, length_bounds, repetition
@@ -70,6 +71,11 @@ class DocumentTypes(DocumentStep):
             raise ConfigError(f"stage.steps.{self.name}.source={source!r}: choose llm or fixed.")
         return self.prompt_roles if source == "llm" else {}
 
+    def reply_schemas(self) -> dict[str, Any]:
+        kind = schemas.text(int(self.setting("max_words", 4)))
+        items = schemas.items(kind, int(self.setting("count", 2)))
+        return {**super().reply_schemas(), "doc_types": items}
+
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         groups = group_by_subdomain(list(load_dataset(inputs["dataset"])))
         count = int(self.setting("count", 2))
@@ -85,6 +91,7 @@ class DocumentTypes(DocumentStep):
                 lambda t: parse_list(
                     t, max_items=count, max_words=int(self.setting("max_words", 4))
                 ),
+                schema=self.reply_schemas()["doc_types"],
             )
         rows = [
             {**group, "doc_type": doc_type, **self.provenance}

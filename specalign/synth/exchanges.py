@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from specalign.llm import schemas
 from specalign.llm.structured import json_object
 from specalign.synth.replies import parse_text
 
@@ -71,6 +72,12 @@ class SpecText:
         if rule.examples:
             return rng.choice(list(rule.examples))
         return f"A user request where this rule is tested: {rule.text}"
+
+
+def plan_schema(rule_ids: list[str], max_words: int | None, min_words: int = 1) -> dict[str, Any]:
+    """The planner's reply: a target rule among the instance's ids, and a strategy."""
+    strategy = schemas.text(max_words, min_words)
+    return schemas.record(target_rule=schemas.one_of(rule_ids), strategy=strategy)
 
 
 def parse_plan(text: str, known: set[str], min_words: int, max_words: int | None) -> dict[str, str]:

@@ -12,14 +12,16 @@ names no option is retried with the error, then counted as a reject (None).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from specalign.errors import ConfigError
+from specalign.llm import schemas
 from specalign.llm.base import LLM
-from specalign.llm.structured import generate_parsed
+from specalign.llm.structured import generate_parsed, json_object
 
 Chat = list[dict[str, str]]
 METHODS = ("auto", "logprob", "generate")
@@ -44,7 +46,11 @@ def whole_answers(options: Sequence[str], end_of_turn: str) -> list[str]:
 
 
 def pick_option(text: str, options: Sequence[str]) -> int:
-    """The option a free-text reply starts with (case and punctuation ignored)."""
+    """The option a reply names: its `{"answer": ...}` (constrained decoding), else the option
+    a free-text reply starts with (case and punctuation ignored)."""
+    if text.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):  # not JSON after all: read it as text
+            text = str(json_object(text).get("answer", ""))
     head = text.strip().lstrip("*\"'`#([ ").lower()
     for i in sorted(range(len(options)), key=lambda j: -len(options[j])):  # "10" before "1"
         option = options[i].lower()
@@ -64,6 +70,7 @@ class Judge:
     rejects: int = 0
     retries: int = 0
     asked: int = 0
+    constrained: int = 0
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -101,8 +108,10 @@ class Judge:
             max_attempts=self.max_attempts,
             sampling={"temperature": 0.0, "max_new_tokens": self.max_new_tokens},
             fix=f"Reply with only one of: {', '.join(options)}.",
+            schema=schemas.answer(options),
         )
         self.retries += stats.retries
+        self.constrained += stats.constrained
         self.rejects += len(stats.rejects)
         self.errors += list(stats.errors.values())[:5]
         return [
@@ -125,4 +134,5 @@ class Judge:
             f"{prefix}/asked": self.asked,
             f"{prefix}/rejects": self.rejects,
             f"{prefix}/retries": self.retries,
+            f"{prefix}/constrained": self.constrained,
         }

@@ -18,7 +18,7 @@ from hydra.utils import get_class
 
 from specalign.errors import SpecAlignError
 from specalign.pipeline.dataset_io import save_dataset
-from specalign.pipeline.key_sections import TRANSPORT, key_section
+from specalign.pipeline.key_sections import key_section, key_synthesizer
 from specalign.pipeline.step import Artifact, Step
 from specalign.synth.gates import GateReport, LeakageCheck
 from specalign.synth.judge import Judge
@@ -31,7 +31,7 @@ Chat = list[dict[str, str]]
 def llm_key_material(ctx: Any) -> dict[str, Any]:
     """The synthesizer settings that change answers, plus the backbone when the backend
     generates with the run's backbone (synthesizer=local, or vllm without a model)."""
-    cfg = {k: v for k, v in (ctx.section("synthesizer") or {}).items() if k not in TRANSPORT}
+    cfg = key_synthesizer(ctx.section("synthesizer") or {})
     material: dict[str, Any] = {"synthesizer": cfg}
     if uses_backbone(cfg):
         material["backbone"] = key_section("backbone", ctx.section("backbone"))
@@ -74,6 +74,7 @@ class SynthesisStep(Step):
         self.report = GateReport(name)
         self.retries = 0  # reply retries across this step's `ask` calls
         self.truncated: dict[str, int] = {}  # role -> kept replies cut at max_new_tokens
+        self.constrained: dict[str, int] = {}  # role -> requests decoded under their schema
 
     def needed_prompts(self) -> dict[str, set[str]]:
         """The roles this configuration calls (a mode without LLM calls needs none)."""
@@ -82,12 +83,22 @@ class SynthesisStep(Step):
     def setting(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
 
+    def reply_schemas(self) -> dict[str, Any]:
+        """Role -> the JSON schema its replies are decoded under (as the settings and spec
+        make it; per-request enums narrow it further). In the key: a schema that changes,
+        in code or through a setting, re-runs the step. Judges' answer schemas by default."""
+        from specalign.llm import schemas
+        from specalign.synth.judge import SCALE, YES_NO
+
+        return {"judge_yes_no": schemas.answer(YES_NO), "judge_scale": schemas.answer(SCALE)}
+
     def fingerprint(self) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "prompts": {role: p.sha256() for role, p in sorted(self.prompts.items())},
         }
         if self.prompts:
             extra["llm"] = llm_key_material(self.ctx)
+            extra["reply_schemas"] = self.reply_schemas()
         return extra
 
     def key_settings(self) -> dict[str, Any]:
@@ -142,22 +153,29 @@ class SynthesisStep(Step):
         *,
         sampling: dict[str, Any] | None = None,
         fix: str = "Reply again in the requested format.",
+        schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        llm: Any = None,
     ) -> list[Any | None]:
-        """Generate and parse; invalid replies are retried, then counted as `<role>_reject`."""
+        """Generate and parse; invalid replies are retried, then counted as `<role>_reject`.
+        `schema`: the JSON schema of the replies (one, or one per chat), enforced by
+        backends that decode under it. `llm`: another backend than the step's (a player's)."""
         from specalign.llm.structured import generate_parsed
 
         if not chats:
             return []
         log.info("%s: %d %s request(s)", self.name, len(chats), role)
         values, stats = generate_parsed(
-            self.llm,
+            self.llm if llm is None else llm,
             chats,
             parse,
             max_attempts=int(self.setting("max_attempts", 3)),
             sampling=sampling or self.sampling(),
             fix=fix,
             truncated=str(self.setting("truncated", "keep")),
+            schema=schema,
         )
+        if stats.constrained:
+            self.constrained[role] = self.constrained.get(role, 0) + stats.constrained
         if stats.truncated:
             self.truncated[role] = self.truncated.get(role, 0) + stats.truncated
             log.info(
@@ -205,9 +223,12 @@ class SynthesisStep(Step):
         self.log_table(table, [rows[i] for i in sample])
         metrics: dict[str, Any] = {"rows": len(rows), **self.report.metrics(len(rows))}
         metrics.update({f"truncated/{role}": n for role, n in sorted(self.truncated.items())})
+        metrics.update({f"constrained/{role}": n for role, n in sorted(self.constrained.items())})
         if "llm" in self.__dict__:  # only if this run called it (a cached level never builds it)
             metrics.update(
                 {"llm_calls": self.llm.calls, "retries": self.retries},
                 **self.llm.budget.summary(),
             )
+            if getattr(self.llm, "schema_unsupported", False):
+                metrics["schema_unsupported"] = True  # the server ignored response_format
         return metrics

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from specalign.errors import ConfigError
+from specalign.llm import schemas
 from specalign.pipeline.dataset_io import load_dataset
 from specalign.pipeline.step import Artifact
 from specalign.synth.gates import tokens
@@ -58,6 +59,11 @@ class Domains(HierarchyLevel):
 
     prompt_roles: ClassVar[dict[str, set[str]]] = {"domains": SPEC_VARS}
 
+    def reply_schemas(self) -> dict[str, Any]:
+        name = schemas.text(int(self.setting("max_words", 4)))
+        items = schemas.items(name, int(self.setting("count", 6)))
+        return {**super().reply_schemas(), "domains": items}
+
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         if self.mode == "rules":
             sections = dict.fromkeys(
@@ -73,6 +79,7 @@ class Domains(HierarchyLevel):
                 lambda t: parse_list(
                     t, max_items=count, max_words=int(self.setting("max_words", 4))
                 ),
+                schema=self.reply_schemas()["domains"],
             )
             names = names or []
         rows = [
@@ -110,6 +117,13 @@ class Subdomains(HierarchyLevel):
     consumes = ("dataset",)
     prompt_roles: ClassVar[dict[str, set[str]]] = {"subdomains": SPEC_VARS | {"domain"}}
 
+    def reply_schemas(self) -> dict[str, Any]:
+        entry = schemas.record(
+            name=schemas.text(6), context=schemas.text(60), excerpt=schemas.text(120)
+        )
+        items = schemas.items(entry, int(self.setting("count", 4)))
+        return {**super().reply_schemas(), "subdomains": items}
+
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         domains = list(load_dataset(inputs["dataset"]))
         spec = self.ctx.spec
@@ -141,7 +155,10 @@ class Subdomains(HierarchyLevel):
                 return fields
 
             replies = self.ask(
-                "subdomains", chats, lambda t: parse_objects(t, check, max_items=count)
+                "subdomains",
+                chats,
+                lambda t: parse_objects(t, check, max_items=count),
+                schema=self.reply_schemas()["subdomains"],
             )
             match = float(self.setting("min_rule_overlap", 0.6))
             for parent, items in zip(domains, replies, strict=True):
@@ -175,6 +192,16 @@ class Assertions(HierarchyLevel):
     prompt_roles: ClassVar[dict[str, set[str]]] = {
         "assertions": SPEC_VARS | {"domain", "subdomain", "context", "excerpt", "labels"}
     }
+
+    def reply_schemas(self) -> dict[str, Any]:
+        entry = schemas.record(
+            assertion=schemas.text(int(self.setting("max_words", 60))),
+            name=schemas.text(5),
+            explanation=schemas.text(80),
+            label=schemas.one_of(list(self.setting("labels", LABELS))),
+        )
+        items = schemas.items(entry, int(self.setting("count", 4)))
+        return {**super().reply_schemas(), "assertions": items}
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
         subdomains = list(load_dataset(inputs["dataset"]))
@@ -215,7 +242,10 @@ class Assertions(HierarchyLevel):
                 return fields
 
             replies = self.ask(
-                "assertions", chats, lambda t: parse_objects(t, check, max_items=count)
+                "assertions",
+                chats,
+                lambda t: parse_objects(t, check, max_items=count),
+                schema=self.reply_schemas()["assertions"],
             )
             for sub, items in zip(subdomains, replies, strict=True):
                 for i, item in enumerate(items or []):
