@@ -37,6 +37,7 @@ class TinyRandomBackbone(Backbone):
         num_key_value_heads: int = 2,
         max_position_embeddings: int = 2048,
         tie_word_embeddings: bool = True,
+        initializer_range: float = 0.02,
         seed: int = 0,
         package: str = SMOLLM2_PACKAGE,
         gguf_file: str = SMOLLM2_GGUF,
@@ -51,6 +52,8 @@ class TinyRandomBackbone(Backbone):
             "num_key_value_heads": int(num_key_value_heads),
             "max_position_embeddings": int(max_position_embeddings),
             "tie_word_embeddings": bool(tie_word_embeddings),
+            # larger: peaked, prompt-dependent distributions (judges that say Yes and No)
+            "initializer_range": float(initializer_range),
         }
         self.seed = int(seed)
         self.source = PackagedGGUF(package=package, gguf_file=gguf_file)
