@@ -29,8 +29,8 @@ from specalign.synth.replies import parse_list, parse_objects
 
 RULES = ["R1", "R2", "R3"]
 LABELS = ["behavior", "value"]
-SAMPLING = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 200, "seed": 3}
-N = 4
+SAMPLING = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 160, "seed": 3}
+N = 3
 
 
 def assertion(obj: dict[str, Any]) -> dict[str, Any]:
@@ -153,3 +153,21 @@ def test_a_generating_judge_sends_its_options_as_the_schema(tmp_path: Path):
     assert judge.yes_probability([[{"role": "user", "content": "ok?"}]]) == [1.0]
     assert llm.sent[0]["schema"] == schemas.answer(YES_NO)
     assert judge.metrics("j")["j/constrained"] == 1
+
+
+def test_the_token_mask_keeps_exactly_the_allowed_bits():
+    """Our bitmask application (llguidance's own is a torch.compile kernel: ~40 s to compile
+    on a CPU) against the bits read one by one; logits past the mask's vocabulary are cut."""
+    import torch
+
+    from specalign.llm.constrained import apply_bitmask
+
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.randint(-(2**31), 2**31 - 1, (2, 2), dtype=torch.int32, generator=generator)
+    scores = torch.zeros(2, 70)
+    out = apply_bitmask(scores, mask)
+    assert out is scores and out.shape == (2, 70)
+    for row in range(2):
+        for token in range(70):
+            bit = token < 64 and (int(mask[row, token // 32]) >> (token % 32)) & 1
+            assert (out[row, token].item() == 0.0) == bool(bit), (row, token)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import compose_config
 
 from specalign.app import run
@@ -27,9 +28,16 @@ def run_stage(root: Path, *overrides: str) -> dict:
     return {r.name: r for r in run(cfg, root)}
 
 
-def test_specalign_stage_end_to_end(tmp_path: Path):
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One store for both stages: the eval items and the backbone's evaluation are shared,
+    as in a user's root (each stage still trains and evaluates its own model)."""
+    return tmp_path_factory.mktemp("stages")
+
+
+def test_specalign_stage_end_to_end(root: Path):
     results = run_stage(
-        tmp_path,
+        root,
         "stage=specalign",
         PEAKED,
         "stage.steps.instances.count=12",
@@ -49,10 +57,10 @@ def test_specalign_stage_end_to_end(tmp_path: Path):
     assert "eval_dpo" in results
 
 
-def test_aft_stage_end_to_end(tmp_path: Path):
+def test_aft_stage_end_to_end(root: Path):
     step = "stage.steps.demonstrations"
     results = run_stage(
-        tmp_path,
+        root,
         "stage=aft",
         PEAKED,
         f"{step}.max_question_words=1000",  # free text: random words, unbounded

@@ -16,7 +16,7 @@ newlines.
 from __future__ import annotations
 
 import json
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from specalign.errors import ConfigError
@@ -95,43 +95,62 @@ class Grammars:
         """A fresh logits processor for one `generate` call over `batch_size` rows."""
         compiled = self.compile(schema)
         if self.engine == "llguidance":
-            return LLGuidanceProcessor(self._engine_tokenizer, compiled, batch_size)
+            cls = llguidance_processor_class()
+            return cls(self._engine_tokenizer, compiled, batch_size)
         import xgrammar as xgr
 
         return xgr.contrib.hf.LogitsProcessor(compiled)
 
 
-def _logits_processor_base() -> type:
+@cache
+def llguidance_processor_class() -> type:
+    """The processor class, defined on first use: importing this module (to check a setting
+    while planning) must not import transformers."""
     from transformers import LogitsProcessor
 
-    return LogitsProcessor
+    class LLGuidanceProcessor(LogitsProcessor):
+        """One llguidance matcher per row: consume the token sampled last step, then mask the
+        logits to the tokens the grammar allows next (only end-of-turn once the reply is
+        whole). A row that has ended (its matcher stopped) is padded by `generate`."""
 
+        def __init__(self, tokenizer: Any, grammar: str, batch_size: int) -> None:
+            import llguidance
+            import llguidance.torch as lt
 
-class LLGuidanceProcessor(_logits_processor_base()):  # type: ignore[misc]
-    """One llguidance matcher per row: consume the token sampled last step, then mask the
-    logits to the tokens the grammar allows next (only end-of-turn once the reply is whole).
-    A row that has ended (its matcher stopped) is padded by `generate`; it is left alone."""
+            self.matchers = [llguidance.LLMatcher(tokenizer, grammar) for _ in range(batch_size)]
+            self.bitmask = lt.allocate_token_bitmask(batch_size, tokenizer.vocab_size)
+            self.started = False
 
-    def __init__(self, tokenizer: Any, grammar: str, batch_size: int) -> None:
-        import llguidance
-        import llguidance.torch as lt
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            import llguidance.torch as lt
 
-        self.matchers = [llguidance.LLMatcher(tokenizer, grammar) for _ in range(batch_size)]
-        self.bitmask = lt.allocate_token_bitmask(batch_size, tokenizer.vocab_size)
-        self.started = False
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import llguidance.torch as lt
-
-        if input_ids.shape[0] != len(self.matchers):
-            raise RuntimeError("one LLGuidanceProcessor per generate call and batch")
-        if self.started:
+            if input_ids.shape[0] != len(self.matchers):
+                raise RuntimeError("one LLGuidanceProcessor per generate call and batch")
+            if self.started:
+                for row, matcher in enumerate(self.matchers):
+                    if not matcher.is_stopped():
+                        matcher.consume_token(int(input_ids[row, -1]))
+            self.started = True
             for row, matcher in enumerate(self.matchers):
-                if not matcher.is_stopped():
-                    matcher.consume_token(int(input_ids[row, -1]))
-        self.started = True
-        for row, matcher in enumerate(self.matchers):
-            lt.fill_next_token_bitmask(matcher, self.bitmask, row)
-        mask = self.bitmask.to(scores.device)
-        lt.apply_token_bitmask_inplace(scores, mask)
-        return scores
+                lt.fill_next_token_bitmask(matcher, self.bitmask, row)
+            return apply_bitmask(scores, self.bitmask)
+
+    return LLGuidanceProcessor
+
+
+def apply_bitmask(scores: Any, bitmask: Any) -> Any:
+    """-inf for every token whose bit is 0 in the packed (rows x vocab/32) int32 mask.
+    llguidance's own `apply_token_bitmask_inplace` is a `torch.compile` kernel: on a CPU its
+    first call compiles with inductor for ~40 s per process (and needs a C++ compiler); these
+    plain tensor ops cost milliseconds per step at a 49k vocabulary."""
+    import torch
+
+    bits = torch.arange(32, dtype=torch.int32)
+    allowed = ((bitmask.unsqueeze(-1) >> bits) & 1).reshape(bitmask.shape[0], -1)
+    vocab = scores.shape[1]
+    allowed = allowed[:, :vocab].to(device=scores.device, dtype=torch.bool)
+    covered = scores[:, : allowed.shape[1]]  # a view: masking it masks `scores`
+    if allowed.shape[1] < vocab:  # logits beyond the mask's vocabulary are never allowed
+        scores[:, allowed.shape[1] :] = float("-inf")
+    covered.masked_fill_(~allowed, float("-inf"))
+    return scores
