@@ -14,7 +14,6 @@ The schema is part of each request's cache key: a changed schema asks again.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -174,8 +173,10 @@ class LLM:
 
 def by_schema(indexes: list[int], schemas: list[dict[str, Any] | None]) -> list[list[int]]:
     """The requests grouped by their schema (first appearance order), for one call each."""
+    from specalign.llm.constrained import schema_text  # light: no torch or transformers
+
     groups: dict[str, list[int]] = {}
     for i in indexes:
-        text = "" if schemas[i] is None else json.dumps(schemas[i], sort_keys=True)
+        text = "" if schemas[i] is None else schema_text(schemas[i])
         groups.setdefault(text, []).append(i)
     return list(groups.values())
