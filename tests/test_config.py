@@ -19,6 +19,7 @@ GROUPS = [
     "stage",
     "trainer",
     "eval",
+    "trace",
     "logger",
     "paths",
     "experiment",

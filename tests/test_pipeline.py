@@ -93,12 +93,6 @@ def test_missing_step_fails_at_start_naming_it(cfg_factory, tmp_path, monkeypatc
     assert runlog(tmp_path) == [], "nothing may run before the whole plan is valid"
 
 
-def test_every_unbuilt_shipped_stage_fails_clearly_before_running(cfg_factory, tmp_path):
-    for stage in ("trace",):
-        with pytest.raises(StepNotImplementedError, match="not implemented yet"):
-            build_plan(RunContext(cfg_factory(f"stage={stage}")))
-
-
 def test_input_wiring_errors_name_the_step(cfg_factory):
     with pytest.raises(ConfigError, match="'second' input 'dataset' names 'nope'"):
         build_plan(RunContext(cfg_factory("stage=fake", "stage.steps.second.inputs.dataset=nope")))

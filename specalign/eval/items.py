@@ -30,6 +30,9 @@ from specalign.synth.llm_step import SynthesisStep
 log = logging.getLogger(__name__)
 FILES = {"rules": "rules.jsonl", "forced_choice": "forced_choice.jsonl"}
 SOURCES = ("file", "examples", "synthesize")
+# optional labels an item may carry, kept for the evaluators that group by them
+# (TRACE's category, the answer policy agreement expects, the harm category)
+ITEM_LABELS = ("category", "expect", "harm")
 RULE_VARS = {"model_name", "provider", "rule_id", "rule", "rationale"}
 
 
@@ -104,6 +107,7 @@ def rule_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any
         "violating": row.get("violating") or None,
         "split": row.get("split", "heldout"),
         "source": where,
+        **{k: str(row[k]) for k in ITEM_LABELS if isinstance(row.get(k), str)},
     }
 
 

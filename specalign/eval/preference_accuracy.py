@@ -105,6 +105,7 @@ class PreferenceAccuracy(Evaluator):
                     "score_violating": v,
                     "margin": c - v,
                     "correct": float(c > v),
+                    **({"category": item["category"]} if item.get("category") else {}),
                 }
             )
         self.write_log(run, rows)
@@ -121,6 +122,9 @@ class PreferenceAccuracy(Evaluator):
         for rule in rules:
             members = [row for row in rows if rule in row["rule_ids"]]
             out[f"rule/{rule}/accuracy"] = Measure(mean_by(members, "correct"), True, note)
+        for category in dict.fromkeys(row["category"] for row in rows if row.get("category")):
+            members = [row for row in rows if row.get("category") == category]
+            out[f"category/{category}/accuracy"] = Measure(mean_by(members, "correct"), True, note)
         return out
 
     def write_log(self, run: EvalRun, rows: list[dict[str, Any]]) -> None:

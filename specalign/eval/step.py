@@ -52,11 +52,13 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def table_line(rows: list[dict[str, Any]]) -> str:
-    """A per-rule table on one log line: `CH1 0.67 (n=3), CH2 ...`."""
+    """A per-rule (or per-category) table on one log line: `CH1 0.67 (n=3), CH2 ...`: the
+    first column is the label, the first other column but `n` the value."""
     cells = []
     for row in rows:
-        label, n = next(iter(row.values())), row.get("n")
-        value = next(v for k, v in row.items() if k not in ("rule_id", "n"))
+        (_, label), *rest = row.items()
+        n = row.get("n")
+        value = next(v for k, v in rest if k != "n")
         cells.append(f"{label} {value:.2f} (n={n})")
     return ", ".join(cells)
 

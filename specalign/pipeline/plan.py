@@ -90,7 +90,8 @@ def build_plan(ctx: RunContext) -> Plan:
     for name in dependency_order(steps_cfg):
         step_cfg = steps_cfg[name]
         cls = classes[name]
-        inputs = dict(step_cfg.get("inputs") or {})
+        # a slot set to null is unwired (an optional input a preset or override turns off)
+        inputs = {k: v for k, v in (step_cfg.get("inputs") or {}).items() if v is not None}
         settings = {k: v for k, v in step_cfg.items() if k not in RESERVED}
         step = cls(name, settings, ctx)
         check_inputs(stage, name, step, inputs, planned)

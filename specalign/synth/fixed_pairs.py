@@ -50,10 +50,30 @@ class FixedPreferencePairs(Step):
             to_pair(row, f"{path}:{line_number(path, i)}", sha, path.name)
             for i, row in enumerate(rows)
         ]
+        limit = self.settings.get("max_rows")
+        if limit is not None and int(limit) < len(pairs):
+            pairs = [pairs[i] for i in fixed_sample(pairs, int(limit))]
         columns = list(dict.fromkeys(k for pair in pairs for k in pair))  # union, in order
         dataset = Dataset.from_list([{k: pair.get(k) for k in columns} for pair in pairs])
         save_dataset(dataset, out)
-        return {"rows": len(dataset)}
+        return {"rows": len(dataset), "rows_in_file": len(rows)}
+
+
+def fixed_sample(pairs: list[dict[str, Any]], limit: int) -> list[int]:
+    """`max_rows` (a CPU size): the indices of a fixed sample of `limit` pairs, in file order,
+    the same share of each `category` when the rows carry one (seed 0: every run and seed
+    of a sweep trains on the same pairs)."""
+    import random
+
+    groups: dict[Any, list[int]] = {}
+    for i, pair in enumerate(pairs):
+        groups.setdefault(pair.get("category"), []).append(i)
+    rng, keep = random.Random(0), []
+    for n, members in enumerate(groups.values()):
+        share = round(limit * len(members) / len(pairs)) if n < len(groups) - 1 else None
+        share = limit - len(keep) if share is None else share
+        keep += rng.sample(members, min(share, len(members)))
+    return sorted(keep)
 
 
 def line_number(path: Path, index: int) -> int:
