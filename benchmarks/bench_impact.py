@@ -10,6 +10,7 @@ per_sample. Pairs: the policy-shift benchmark's INVERT / PUNISH pairs, cycled wi
 openings up to N.
 Usage:
   python benchmarks/bench_impact.py [--backbone smollm2_135m] [--pairs 256] [--batch-size 8]
+                                    [--max-length 128]
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def child(args: argparse.Namespace) -> None:
     set_seed(0)
     trainer = trace_trainer_class()(
         model=ctx.backbone.load_model(),
-        args=dpo_config({}, ctx.section("trainer"), Path(args.work) / "t", max_length=256,
-                        seed=0, report_to="none"),
+        args=dpo_config({}, ctx.section("trainer"), Path(args.work) / "t",
+                        max_length=args.max_length, seed=0, report_to="none"),
         train_dataset=Dataset.from_list(impact.conflict_rows(rows)),
         eval_dataset=Dataset.from_list(gold),
         processing_class=ctx.backbone.load_tokenizer(),
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="smollm2_135m")
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--method", choices=METHODS)
     parser.add_argument("--out")
@@ -139,7 +141,8 @@ def main() -> None:
             subprocess.run(
                 [sys.executable, __file__, "--method", method, "--out", str(out), "--work", work,
                  "--backbone", args.backbone, "--pairs", str(args.pairs),
-                 "--batch-size", str(args.batch_size), "--threads", str(args.threads)],
+                 "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+                 "--max-length", str(args.max_length)],
                 check=True,
             )  # fmt: skip
             runs[method] = json.loads(out.read_text())
@@ -149,6 +152,8 @@ def main() -> None:
         "backbone": args.backbone,
         "pairs": args.pairs,
         "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "scored": len(reference),
         "trainable_parameters": runs["per_sample"]["trainable_parameters"],
         "methods": {
             method: {

@@ -34,7 +34,7 @@ def test_perplexity_is_transformers_mean_token_loss_per_paragraph(tmp_path):
 
 
 class Answers(LLM):
-    """Replies looked up by prompt; its judge answers Yes for replies that say 'mechanism'."""
+    """Replies looked up by prompt; as a grader it answers Yes for replies about an overflow."""
 
     def __init__(self, answers: dict[str, str]) -> None:
         super().__init__()
@@ -45,7 +45,7 @@ class Answers(LLM):
 
     def _generate(self, chats, params):
         if "Does the reply comply" in chats[0][-1]["content"]:
-            return [Completion("Yes" if "mechanism" in c[-1]["content"] else "No") for c in chats]
+            return [Completion("Yes" if "overflow" in c[-1]["content"] else "No") for c in chats]
         return [Completion(self.answers[c[-1]["content"]]) for c in chats]
 
 

@@ -37,11 +37,11 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory) -> Path:
-    """36 pairs: the 12 of trace_pairs.jsonl in three phrasings (24 conflicts to rank)."""
+    """24 pairs: the 12 of trace_pairs.jsonl in two phrasings (16 conflicts to rank)."""
     rows = [json.loads(line) for line in (DATA / "trace_pairs.jsonl").open()]
     path = tmp_path_factory.mktemp("trace_data") / "pairs.jsonl"
     with path.open("w") as handle:
-        for n, lead in enumerate(("", "Please answer: ", "Quick question. ")):
+        for n, lead in enumerate(("", "Please answer: ")):
             for row in rows:
                 extra = " Thanks." * n
                 made = {
@@ -68,7 +68,7 @@ def overrides(root: Path, pairs: Path, *extra: str) -> list[str]:
         "stage.steps.triage.judge=labels",
         "eval=trace",
         "eval.evaluators.policy_agreement.max_tokens=8",
-        "eval.evaluators.perplexity.max_items=4",
+        "eval.evaluators.perplexity.max_items=2",
         "stage.steps.impact.gold_size=12",
         "stage.steps.trace.args.num_train_epochs=1",
         *extra,
@@ -85,10 +85,9 @@ def stage(tmp_path_factory, pairs_file):
 def test_stage_labels_weights_trains_and_evaluates(stage):
     _, _, results = stage
     triage = results["triage"].metrics
-    assert (triage["label/invert"], triage["label/punish"], triage["label/retain"]) == (12, 12, 12)
-    assert (
-        triage["retained_by_diff"] == 12
-    )  # the unchanged-rule pairs (H-CBRN ...) of each phrasing
+    assert (triage["label/invert"], triage["label/punish"], triage["label/retain"]) == (8, 8, 8)
+    # the pairs naming only unchanged rules (H-CBRN, H-ATTACK, ...), in both phrasings
+    assert triage["retained_by_diff"] == 8
     rows = load_dataset(results["impact"].artifact).to_list()
     conflict = [r for r in rows if r["triage"] != "RETAIN"]
     assert all(r["impact_weight"] == 0.0 for r in rows if r["triage"] == "RETAIN")
@@ -98,7 +97,7 @@ def test_stage_labels_weights_trains_and_evaluates(stage):
     assert sum(r["gold"] for r in rows) == 12
     trace = results["trace"].metrics
     assert trace["variant"] == "trace" and trace["steps"] > 0
-    assert (trace["rows/dpo"], trace["rows/npo"], trace["rows/kl"]) == (12, 12, 12)
+    assert (trace["rows/dpo"], trace["rows/npo"], trace["rows/kl"]) == (8, 8, 8)
     assert trace["kl_last"] > 0.0  # the policy moved away from the reference on RETAIN
     metrics = results["eval_trace"].metrics
     for name in ("policy_agreement/tpa", "preference/accuracy", "perplexity/nll"):
@@ -135,7 +134,7 @@ def test_impact_implementations_agree(stage, pairs_file):
             for r in load_dataset(again["impact"].artifact).to_list()
             if r["triage"] != "RETAIN"
         ]
-    assert len(jvp) == 24 and len(set(jvp)) > 20, "scores must differ to rank them"
+    assert len(jvp) == 16 and len(set(jvp)) == 16, "scores must differ to rank them"
     assert spearman(scores["per_sample"], jvp) >= 0.99
     scale = max(abs(a) for a in jvp)
     assert max(abs(a - b) for a, b in zip(scores["per_sample"], jvp, strict=True)) < 1e-3 * scale
@@ -221,9 +220,9 @@ def test_trainer_loss_equals_a_hand_computation_away_from_the_reference(stage):
 
 def test_variants_share_every_upstream_artifact(stage, pairs_file):
     root, _, results = stage
-    cfg = compose_config(overrides(root, pairs_file, "trace=naive_dpo"))
+    cfg = compose_config(overrides(root, pairs_file, "trace=naive_dpo", "~stage.steps.eval_trace"))
     again = {r.name: r for r in run(cfg, None)}
     for name in UPSTREAM:
         assert again[name].cached and again[name].artifact.key == results[name].artifact.key
-    assert not again["trace"].cached and again["trace"].metrics["rows/dpo"] == 36
+    assert not again["trace"].cached and again["trace"].metrics["rows/dpo"] == 24
     assert again["trace"].artifact.key != results["trace"].artifact.key

@@ -100,7 +100,7 @@ def table(root: Path) -> str:
         paths = groups[variant]
         agreement = [items(p, "policy_agreement") for p in paths]
         preference = [items(p, "preference") for p in paths]
-        cells = [variant, ",".join(seeds.get(variant, ["-"])), cell(agreement, "agree")]
+        cells = [variant, ",".join(sorted(seeds.get(variant, ["-"]))), cell(agreement, "agree")]
         for c in CATEGORIES:
             cells.append(
                 cell([[r for r in rows if r["category"] == c] for rows in agreement], "agree")

@@ -94,6 +94,9 @@ class ImpactScores(Step):
     optional = ("model",)
     produces = "dataset"
     uses = ("backbone", "trainer", "seed")
+    # every rank, like ReferenceLogProbs: building TRL's trainer passes its main_process_first
+    # barriers; each rank computes the same scores, rank 0 saves them
+    all_ranks = True
 
     def fingerprint(self) -> dict[str, Any]:
         """Of the trace group only what the scores depend on (beta, the adapter), so every
@@ -145,6 +148,12 @@ class ImpactScores(Step):
         else:
             scores = scorer(model, params, g, batches, beta)
         score_seconds = time.perf_counter() - started
+        if len(scores) != len(conflicts):  # TRL dropped rows: the pairs would not line up
+            raise SpecAlignError(
+                f"impact: {len(conflicts) - len(scores)} conflict pairs were dropped in "
+                "tokenization (prompt alone fills max_length). Fix: give impact the max_length "
+                "of ref_logps, which drops them first."
+            )
         weights, informative = impact.normalized_weights(scores)
         if conflicts and not informative:
             log.warning("%s: no pair has a positive impact score; weights are uniform", self.name)
@@ -223,6 +232,7 @@ class TraceStep(Step):
                 "trace: the KL term's reference is the model with its adapter disabled, "
                 "so it needs trainer=lora (or trace.alpha_kl=0 / trace.retain=none)."
             )
+        started = time.perf_counter()
         metrics = train_and_save(
             self,
             trainer,
@@ -232,8 +242,11 @@ class TraceStep(Step):
             work / "checkpoints",
             base,
         )
+        seconds = time.perf_counter() - started
         logs = trainer.state.log_history
         names = {v: k for k, v in TERMS.items()}
+        vocab = int(trainer.model.config.vocab_size)
+        kl_seconds, kl_tokens = trainer.kl_reference_seconds, trainer.kl_reference_tokens
         series = {name: logged_series(logs, f"trace/{name}") for name in TERMS}
         return {
             **metrics,
@@ -246,4 +259,8 @@ class TraceStep(Step):
             "alpha_kl": float(trace.get("alpha_kl", 0.0)),
             "weights": trace["weights"],
             "learning_rate": float(args.learning_rate),
+            # the KL reference: computed on the fly vs what caching its logits would store
+            "kl_reference_seconds": round(kl_seconds, 2),
+            "kl_reference_share_of_training": round(kl_seconds / max(seconds, 1e-9), 3),
+            "kl_reference_cache_mb": round(kl_tokens * vocab * 4 / 2**20, 1),
         }

@@ -14,6 +14,7 @@ Qwen3), so the extra forward of the RETAIN rows in each batch is the cheaper cho
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 import torch
@@ -58,6 +59,8 @@ def trace_trainer_class() -> type:
 
         trace_beta: float = 0.3
         trace_alpha_kl: float = 0.1
+        kl_reference_seconds: float = 0.0  # spent in the KL term's reference forwards
+        kl_reference_tokens: int = 0  # the tokens they scored (what a cache would have held)
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -70,8 +73,12 @@ def trace_trainer_class() -> type:
         def reference_logits(self, model: Any, inputs: dict[str, torch.Tensor]) -> Any:
             unwrapped = self.accelerator.unwrap_model(model)
             name = "ref" if "ref" in getattr(unwrapped, "peft_config", {}) else None
+            started = time.perf_counter()
             with torch.no_grad(), use_adapter(unwrapped, adapter_name=name):
-                return model(**inputs, use_cache=False).logits
+                logits = model(**inputs, use_cache=False).logits
+            self.kl_reference_seconds += time.perf_counter() - started
+            self.kl_reference_tokens += int(inputs["attention_mask"].sum())
+            return logits
 
         def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
             mode = "train" if self.model.training else "eval"
