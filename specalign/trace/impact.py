@@ -26,7 +26,7 @@ import torch
 
 from specalign.errors import ConfigError
 from specalign.trace.labels import CONFLICTS, INVERT, PUNISH, RETAIN
-from specalign.trace.objective import completion_logps, dpo_loss, row_losses
+from specalign.trace.objective import dpo_loss, forward_logps, row_losses
 from specalign.trace.variants import training_row
 
 METHODS = ("per_sample", "jvp", "finite_difference")
@@ -89,10 +89,8 @@ def conflict_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def batch_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-    ).logits
-    return completion_logps(logits, batch["input_ids"], batch["completion_mask"]).chunk(2, dim=0)
+    """(chosen, rejected) summed completion log-probs: the trainer's own forward."""
+    return forward_logps(model, batch)[1].chunk(2, dim=0)
 
 
 def at_reference(batch: dict[str, torch.Tensor], ref: tuple[torch.Tensor, torch.Tensor]) -> dict:

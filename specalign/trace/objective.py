@@ -35,6 +35,16 @@ def completion_logps(
     return (token_logps(logits, input_ids) * mask).sum(dim=1)
 
 
+def forward_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
+    """(logits, summed completion log-probs of every row) of one collated preference batch
+    (TRL's layout: chosen rows, then rejected rows). The trainer and the impact scores both
+    use it, so the scores differentiate exactly the forward that training runs."""
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).logits
+    return logits, completion_logps(logits, batch["input_ids"], batch["completion_mask"])
+
+
 def dpo_loss(
     chosen: torch.Tensor,
     rejected: torch.Tensor,

@@ -178,7 +178,8 @@ class ImpactScores(Step):
             positive,
         )
         del model, trainer
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return {
             "rows": len(rows),
             "method": method,

@@ -19,17 +19,9 @@ from typing import Any
 
 import torch
 
-from specalign.trace.objective import KL_TERM, completion_logps, mean_over, row_losses, token_kl
+from specalign.trace.objective import KL_TERM, forward_logps, mean_over, row_losses, token_kl
 
 TRACE_COLUMNS = ("trace_term", "trace_weight", "npo_chosen", "npo_rejected")
-
-
-def forward_logps(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
-    """(logits, summed completion log-probs of every row) of one collated preference batch."""
-    logits = model(
-        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
-    ).logits
-    return logits, completion_logps(logits, inputs["input_ids"], inputs["completion_mask"])
 
 
 class TraceCollator:
