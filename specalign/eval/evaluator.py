@@ -33,6 +33,7 @@ class EvalSubject:
     backbone: Any
     batch_size: int = 16
     cache: Any = None  # the run's request cache: a killed eval resumes without regenerating
+    artifact_dir: Path | None = None  # the model artifact's files (None: the backbone), for vLLM
 
     @cached_property
     def llm(self) -> Any:
@@ -64,6 +65,14 @@ class EvalRun:
     spec: Any
     grader: Any = None  # a zero-argument callable returning an LLM
     seed: int = 0
+
+
+def greedy_answers(run: EvalRun, prompts: list[str], max_tokens: int) -> list[str]:
+    """The subject's greedy answer to each prompt as a single user turn (the refusal-style
+    evaluators judge these; greedy, so a re-run and the request cache agree)."""
+    chats = [[{"role": "user", "content": prompt}] for prompt in prompts]
+    sampling = {"temperature": 0.0, "max_new_tokens": max_tokens, "seed": run.seed}
+    return [answer.text for answer in run.subject.llm.generate(chats, sampling)]
 
 
 class Evaluator:

@@ -10,6 +10,9 @@ Two files:
   for specs without a file), `synthesize` (the synthesizer writes prompts and both replies,
   and the compliance judge keeps the pairs it agrees with: item_synthesis.py).
 - `forced_choice.jsonl`: the spec's `forced_choice_items` files, checked, values as lists.
+- `contrast.jsonl`: the spec's `contrast_items` files: XSTest-style pairs of a safe prompt
+  that resembles a forbidden request (`prompt`) and the forbidden one (`contrast`), for the
+  refusal evaluator (refusal_rates.py); rule ids narrowed to the spec's, like rule items.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from specalign.spec import resolve_spec_file
 from specalign.synth.llm_step import SynthesisStep
 
 log = logging.getLogger(__name__)
-FILES = {"rules": "rules.jsonl", "forced_choice": "forced_choice.jsonl"}
+FILES = {
+    "rules": "rules.jsonl",
+    "forced_choice": "forced_choice.jsonl",
+    "contrast": "contrast.jsonl",
+}
+TEXT_FIELDS = {"rules": ("prompt", "compliant", "violating"), "contrast": ("prompt", "contrast")}
 SOURCES = ("file", "examples", "synthesize")
 # optional labels an item may carry, kept for the evaluators that group by them
 # (TRACE's category, the answer policy agreement expects, the harm category)
@@ -57,7 +65,7 @@ def eval_item_texts(artifact: Artifact) -> list[str]:
     """Every text an item shows a model: what training data must never contain."""
     texts = []
     for kind, items in load_eval_items(artifact).items():
-        fields = ("prompt", "compliant", "violating") if kind == "rules" else ("prompt",)
+        fields = TEXT_FIELDS.get(kind, ("prompt",))
         for item in items:
             texts += [str(item[f]) for f in fields if item.get(f)]
             texts += [str(x) for x in (item.get("options") or []) + (item.get("choices") or [])]
@@ -111,6 +119,29 @@ def rule_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any
     }
 
 
+def contrast_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any] | None:
+    """Checked; None when its rule is not one of this spec's (files serve spec families)."""
+    rule_ids = row["rule_ids"]
+    if not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
+        raise SpecAlignError(f"{where}: item {row['id']}: `rule_ids` must be a list of ids.")
+    ours = [r for r in rule_ids if r in known]
+    if not ours:
+        return None
+    texts = {f: str(row[f]).strip() for f in ("prompt", "contrast")}
+    if not all(texts.values()) or texts["prompt"] == texts["contrast"]:
+        raise SpecAlignError(
+            f"{where}: item {row['id']}: `prompt` (the safe one) and `contrast` (the forbidden "
+            "one) must be two different, non-empty prompts."
+        )
+    return {
+        "id": str(row["id"]),
+        "rule_ids": ours,
+        **texts,
+        "type": str(row.get("type") or "uncategorized"),
+        "source": where,
+    }
+
+
 class EvalItems(SynthesisStep):
     produces = "eval_items"
     uses = ("spec",)  # not the seed: a seed sweep shares its items and base eval (see below)
@@ -149,8 +180,12 @@ class EvalItems(SynthesisStep):
         extra["forced_choice_files"] = [file_sha256(p) for p in self.files("forced_choice_items")]
         if "file" in self.sources:
             extra["rule_files"] = [file_sha256(p) for p in self.files("rule_items")]
+        contrast = self.files("contrast_items")
+        if contrast:  # absent for specs without them: their keys stay as they were
+            extra["contrast_files"] = [file_sha256(p) for p in contrast]
         self.forced_choice_items()
         self.file_rule_items()
+        self.contrast_items()
         return extra
 
     def files(self, key: str) -> list[Path]:
@@ -185,6 +220,17 @@ class EvalItems(SynthesisStep):
                 self.ctx.spec.id,
             )
         return self.unique(items, "spec.rule_items")
+
+    def contrast_items(self) -> list[dict[str, Any]]:
+        known = {r.id for r in self.ctx.spec.rules}
+        items = []
+        for path in self.files("contrast_items"):
+            fields = ("id", "rule_ids", "prompt", "contrast")
+            for row in read_jsonl(path, fields, key="spec.contrast_items"):
+                item = contrast_item(row, path.name, known)
+                if item is not None:
+                    items.append(item)
+        return self.unique(items, "spec.contrast_items")
 
     @staticmethod
     def unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -232,8 +278,12 @@ class EvalItems(SynthesisStep):
             rule_items += new
         position = {rule.id: n for n, rule in enumerate(spec.rules)}  # tables in spec order
         rule_items.sort(key=lambda item: min(position[r] for r in item["rule_ids"]))
-        forced = self.forced_choice_items()
-        for kind, items in (("rules", rule_items), ("forced_choice", forced)):
+        forced, contrast = self.forced_choice_items(), self.contrast_items()
+        for kind, items in (
+            ("rules", rule_items),
+            ("forced_choice", forced),
+            ("contrast", contrast),
+        ):
             with open(out / FILES[kind], "w", encoding="utf-8") as handle:
                 for item in items:
                     handle.write(json.dumps(item, ensure_ascii=False) + "\n")
@@ -254,6 +304,7 @@ class EvalItems(SynthesisStep):
             "rule_items": len(rule_items),
             "rule_pairs": sum(bool(i["compliant"]) for i in rule_items),
             "forced_choice_items": len(forced),
+            "contrast_items": len(contrast),
             "rules": len(spec.rules),
             "rules_without_items": len(missing),
             **{f"source/{s}": n for s, n in Counter(i["source"] for i in rule_items).items()},

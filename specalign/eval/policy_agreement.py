@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from specalign.errors import ConfigError
-from specalign.eval.evaluator import EvalRun, Evaluator
+from specalign.eval.evaluator import EvalRun, Evaluator, greedy_answers
 from specalign.eval.inspect_log import LOG_DIR, write_scored_log
 from specalign.eval.records import EvalResult, Measure, mean_by
 from specalign.eval.refusal import is_refusal
@@ -89,13 +89,10 @@ class PolicyAgreement(Evaluator):
             llm.close()
 
     def evaluate(self, run: EvalRun) -> EvalResult:
-        chats = [[{"role": "user", "content": item["prompt"]}] for item in run.items]
-        answers = run.subject.llm.generate(
-            chats, {"temperature": 0.0, "max_new_tokens": self.max_tokens, "seed": run.seed}
-        )
+        answers = greedy_answers(run, [item["prompt"] for item in run.items], self.max_tokens)
         rows = []
         for item, answer in zip(run.items, answers, strict=True):
-            refused = is_refusal(answer.text)
+            refused = is_refusal(answer)
             expect = item["expect"]
             agree = {"comply": not refused, "refuse": refused, "partial": not refused}[expect]
             rows.append(
@@ -105,7 +102,7 @@ class PolicyAgreement(Evaluator):
                     "category": item.get("category") or expect,
                     "expect": expect,
                     "prompt": item["prompt"],
-                    "answer": answer.text,
+                    "answer": answer,
                     "refused": float(refused),
                     "agree": float(agree),
                     "decided_by": "refusal_matcher" if expect != "partial" else "matcher",

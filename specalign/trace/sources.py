@@ -31,8 +31,11 @@ def local_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
 
-def load_source(source: str, split: str, revision: str | None) -> Any:
-    """The dataset's rows as a `datasets.Dataset`, from disk or the hub."""
+def load_source(
+    source: str, split: str, revision: str | None, key: str = "stage.steps.pairs.source"
+) -> Any:
+    """The dataset's rows as a `datasets.Dataset`, from disk or the hub; `key` is the config
+    key that named it, for the errors."""
     import datasets
 
     path = Path(source).expanduser()
@@ -43,7 +46,7 @@ def load_source(source: str, split: str, revision: str | None) -> Any:
         kind = DATA_FILES.get(path.suffix.lower())
         if kind is None:
             raise ConfigError(
-                f"stage.steps.pairs.source={source}: unknown file type {path.suffix!r}. Fix: "
+                f"{key}={source}: unknown file type {path.suffix!r}. Fix: "
                 f"one of {sorted(DATA_FILES)} or a save_to_disk directory."
             )
         return datasets.load_dataset(kind, data_files=str(path), split="train")
@@ -53,7 +56,7 @@ def load_source(source: str, split: str, revision: str | None) -> Any:
         return datasets.load_dataset(source, split=split, revision=revision)
     except Exception as err:  # offline, unknown id, gated: one line with the fix
         raise SpecAlignError(
-            f"stage.steps.pairs.source={source}: cannot load it from the hub "
+            f"{key}={source}: cannot load it from the hub "
             f"({type(err).__name__}: {str(err).splitlines()[0][:160]}). Fix: download it where "
             "you have network and give the local path (a directory or a data file)."
         ) from err
