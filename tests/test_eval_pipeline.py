@@ -50,6 +50,46 @@ def test_every_shipped_spec_plans_with_every_stage(spec, tmp_path):
                 assert step.inputs["baseline"] == "eval_base", f"{spec} x {stage}: {step.name}"
 
 
+EVAL_OPTIONS = sorted(p.stem for p in (CONF / "eval").glob("*.yaml") if p.stem != "_common")
+
+
+@pytest.mark.parametrize("option", EVAL_OPTIONS)
+def test_every_eval_option_plans_and_builds_its_evaluators(option, tmp_path):
+    """Each suite (and preset) builds every evaluator it names, with its data found, and the
+    eval step's key covers them: a setting or data package missing stops here, not hours in."""
+    from specalign.eval.evaluator import build_evaluators
+
+    ctx = RunContext(
+        compose_config(
+            [f"paths.root={tmp_path}", *EVAL_ONLY, "spec=harm_policy_v1", f"eval={option}"]
+        )
+    )
+    evaluators = build_evaluators(ctx.section("eval.evaluators"))
+    assert evaluators, option
+    steps = {p.name: p for p in build_plan(ctx).steps}
+    assert "eval_base" in steps
+    for name, evaluator in evaluators.items():
+        assert evaluator.name == name
+        evaluator.fingerprint()  # what the key holds resolves
+
+
+def test_the_presets_hold_what_they_promise(tmp_path):
+    from specalign.eval.evaluator import build_evaluators
+
+    def built(option):
+        ctx = RunContext(compose_config([f"paths.root={tmp_path}", f"eval={option}"]))
+        return build_evaluators(ctx.section("eval.evaluators"))
+
+    default, full = built("default"), built("full")
+    assert set(default) == {"forced_choice", "preference", "rule_compliance", "refusal"}
+    assert default["refusal"].per_source == 4
+    singles = {o for o in EVAL_OPTIONS if o not in ("default", "full", "trace")}
+    suites = {name for option in singles for name in built(option)}
+    assert set(full) == suites  # full: every evaluator there is
+    assert full["refusal"].per_source is None and full["capability"].limit is None
+    assert len(full["capability"].tasks) == 11 and len(full["agentic"].conditions) == 27
+
+
 def test_the_base_eval_is_one_artifact_across_stages_and_keyed_by_what_matters(tmp_path):
     def key(*overrides, step="eval_base"):
         return plan(tmp_path, *overrides)[step].key

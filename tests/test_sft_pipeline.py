@@ -97,6 +97,8 @@ def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
             "eval.evaluators.rule_compliance.max_items=3",
             "eval.evaluators.rule_compliance.max_tokens=8",
             "eval.evaluators.rule_compliance.grader_max_tokens=8",
+            "eval.evaluators.refusal.per_source=1",
+            "eval.evaluators.refusal.max_tokens=8",
         ),
         tmp_path,
     )
@@ -114,5 +116,7 @@ def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
         "preference/accuracy",
         "rule_compliance/compliance",
         "forced_choice/in_domain/p_target",
+        "refusal/over_refusal_rate",
+        "refusal/should_refuse_rate",
     ):
         assert name in eval_metrics["eval_base"] and f"{name}/shift" in eval_metrics["eval_sft"]
