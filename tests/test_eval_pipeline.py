@@ -5,6 +5,7 @@ items come from files / examples / the synthesizer, and training data never cont
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from helpers import CONF, compose_config, run_cli
@@ -119,6 +120,56 @@ def test_a_spec_without_forced_choice_items_skips_that_evaluator(tmp_path):
     step = next(s for s in summary["steps"] if s["name"] == "eval_base")
     assert "forced_choice" in step["evaluation"]["skipped"]
     assert step["metrics"]["forced_choice/skipped"].startswith("spec general has no")
+
+
+def test_the_evaluations_ii_suites_run_in_the_eval_step(tmp_path):
+    """Refusal, capability and the agentic smoke run through the real eval step on the tiny
+    model: one row per selected item in each items file, records with CIs in results.json,
+    one inspect log per evaluator (per agentic condition and epoch), and a second run with
+    the same settings is the same artifact (nothing re-scored)."""
+    overrides = [
+        f"paths.root={tmp_path}",
+        *EVAL_ONLY,
+        "spec=harm_policy_v1",
+        "eval=[refusal,capability,agentic_smoke]",
+        "eval.evaluators.refusal.per_source=2",
+        "eval.evaluators.refusal.max_tokens=8",
+        "eval.evaluators.capability.tasks=[copa,arc_easy]",
+        "eval.evaluators.capability.limit=3",
+    ]
+    (result,) = [r for r in run(compose_config(overrides), tmp_path) if r.name == "eval_base"]
+    out = result.artifact.path
+    evaluation = json.loads((out / "results.json").read_text())
+    records = {(r["evaluator"], r["metric"]): r for r in evaluation["records"]}
+    for key in [
+        ("refusal", "over_refusal_rate"),
+        ("refusal", "should_refuse_rate"),
+        ("capability", "acc"),
+        ("capability", "copa/acc_norm"),
+        ("agentic", "harmful_rate"),
+    ]:
+        assert key in records and records[key]["ci_low"] <= records[key]["value"], key
+    assert records[("capability", "acc")]["n"] == 6
+    lines = (out / "refusal_items.jsonl").read_text().splitlines()
+    refusal_rows = [json.loads(line) for line in lines]
+    ids = [r["id"] for r in refusal_rows]
+    assert len(ids) == len(set(ids))
+    per_group = Counter((r["source"], r["expect"]) for r in refusal_rows)
+    assert per_group == {
+        ("spec_contrast", "comply"): 2,
+        ("spec_contrast", "refuse"): 2,
+        ("rho_overrefusal", "comply"): 2,
+        ("harmbench", "refuse"): 2,
+        ("donotanswer", "refuse"): 2,
+    }
+    logs = sorted(p.name for p in (out / "inspect").glob("*.eval"))
+    assert logs == [
+        "agentic-blackmail_explicit-america_replacement-1.eval",
+        "capability.eval",
+        "refusal.eval",
+    ]
+    again = [r for r in run(compose_config(overrides), tmp_path) if r.name == "eval_base"]
+    assert again[0].artifact.key == result.artifact.key and again[0].cached
 
 
 @pytest.mark.parametrize(
