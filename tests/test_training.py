@@ -78,6 +78,29 @@ def test_killed_training_resumes_to_the_same_weights(cfg_factory, tmp_path):
     assert_same_weights(adapter(sft.artifact.path), adapter(straight), atol=1e-5)
 
 
+def test_resume_skips_a_checkpoint_the_kill_cut_short(tmp_path):
+    """A run killed while saving leaves the newest checkpoint without its trainer state (the
+    Trainer writes it last) or with it cut short: resume takes the newest complete one."""
+    from specalign.train.training_args import last_checkpoint
+
+    def checkpoint(step: int, state: str | None) -> Path:
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "adapter_model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (path / "trainer_state.json").write_text(state)
+        return path
+
+    assert last_checkpoint(tmp_path / "none") is None
+    checkpoint(2, '{"global_step": 2}')
+    ten = checkpoint(10, '{"global_step": 10}')
+    checkpoint(12, '{"global_st')  # killed while writing the state
+    checkpoint(14, None)  # killed before it
+    assert last_checkpoint(tmp_path) == str(ten)  # numerically newest, not by name
+    (tmp_path / "checkpoint-14" / "trainer_state.json").write_text('{"global_step": 14}')
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-14")
+
+
 def test_batch_4_x_accum_1_matches_batch_1_x_accum_4(cfg_factory, tmp_path):
     one_step = ("trainer.args.max_steps=2",)
     big = run(

@@ -6,12 +6,17 @@ reporting; each step adds only its own fields (max_length, loss settings, ...).
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from specalign.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
@@ -79,11 +84,33 @@ def resume_checkpoint(mode: str, output_dir: Path) -> str | None:
     return last
 
 
-def last_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoint-N` a killed run left behind, to resume from."""
-    from transformers.trainer_utils import get_last_checkpoint
+def complete(checkpoint: Path) -> bool:
+    """Whether a checkpoint was fully written: the Trainer writes `trainer_state.json` last
+    (after the weights, optimizer and RNG states), so a run killed mid-save leaves a
+    `checkpoint-N` without it, or with it cut short."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete `checkpoint-N` a killed run left behind, to resume from (a newer
+    one it was killed while writing is skipped, with a warning; transformers'
+    `get_last_checkpoint` would pick it and then fail to load it)."""
+    if not output_dir.is_dir():
+        return None
+    numbered = [
+        (int(match.group(1)), path)
+        for path in output_dir.iterdir()
+        if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name))
+    ]
+    for _, path in sorted(numbered, reverse=True):
+        if complete(path):
+            return str(path)
+        log.warning("skipping %s: a run was killed while writing it", path)
+    return None
 
 
 def logged_series(log_history: list[dict[str, Any]], name: str) -> list[float]:
