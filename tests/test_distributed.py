@@ -68,6 +68,7 @@ DPO = (
 def test_two_process_dpo_matches_one_process_with_the_same_global_batch(tmp_path: Path):
     """Reference log-probs of every pair (not rank 0's shard), in order; then the same losses
     and weights as one process at the same global batch (2 ranks x 2 = 1 x 4)."""
+    import torch
     from safetensors.torch import load_file
 
     from specalign.pipeline.dataset_io import load_dataset
@@ -100,4 +101,11 @@ def test_two_process_dpo_matches_one_process_with_the_same_global_batch(tmp_path
         assert metrics[0][name] == pytest.approx(metrics[1][name], abs=1e-4), name
     assert metrics[0]["loss_last"] < metrics[0]["loss_first"]  # it did train
     weights = [load_file(str(run.path / "adapter" / "adapter_model.safetensors")) for run in runs]
-    assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 1e-4
+    # Adam steps each element by m / sqrt(v): an element whose gradient nearly cancels over
+    # the batch takes a step that depends on the float summation order (the two ranks'
+    # all-reduce vs one process's sum), so single elements may differ by ~1% of the learning
+    # rate (measured: 1 of 33k at 1.1e-4 with transformers 5.24); every other element agrees
+    # to 1e-5. Unsynchronized or wrongly sharded training moves most elements by ~lr (1e-2).
+    diffs = torch.cat([(weights[0][k] - weights[1][k]).abs().flatten() for k in weights[0]])
+    assert diffs.max().item() < 1e-3
+    assert (diffs > 1e-5).float().mean().item() < 1e-3

@@ -55,9 +55,14 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
 
     evaluation = json.loads((results["eval_sft"].artifact.path / "results.json").read_text())
     names = {r["evaluator"] for r in evaluation["records"]}
-    assert names == {"forced_choice", "preference", "rule_compliance"}
+    assert names == {"forced_choice", "preference", "rule_compliance", "refusal"}
     assert {s["evaluator"] for s in evaluation["shifts"]} == names and not evaluation["skipped"]
-    for name, samples in (("forced_choice", 2 * 168), ("preference", 51), ("rule_compliance", 17)):
+    for name, samples in (
+        ("forced_choice", 2 * 168),
+        ("preference", 51),
+        ("rule_compliance", 17),
+        ("refusal", 20),  # 4 per source and expectation (eval=default)
+    ):
         log = read_eval_log(str(results["eval_sft"].artifact.path / "inspect" / f"{name}.eval"))
         assert log.status == "success" and len(log.samples) == samples
     by_rule = evaluation["tables"]["rule_compliance/by_rule"]
