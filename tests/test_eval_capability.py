@@ -172,7 +172,8 @@ def test_vllm_backend_loads_the_artifacts_files(tmp_path, monkeypatch):
         return path
 
     def subject(path: Path | None) -> EvalSubject:
-        return EvalSubject("m", None, None, backbone, artifact_dir=path)
+        artifact = None if path is None else SimpleNamespace(path=path)
+        return EvalSubject("m", None, None, backbone, artifact=artifact)
 
     assert vllm_model(subject(None), {})["pretrained"] == "/backbone"
     lora = artifact("lora", '{"format": "adapter", "path": "adapter"}', rank=24)

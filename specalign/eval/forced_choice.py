@@ -213,11 +213,7 @@ class ForcedChoice(Evaluator):
                         },
                     }
                 )
-        headline = {
-            k: sum(m.values.values()) / len(m.values)
-            for k, m in self.measures(rows).items()
-            if k.count("/") == 1
-        }
+        headline = {k: m.mean for k, m in self.measures(rows).items() if k.count("/") == 1}
         write_scored_log(
             run.log_dir / LOG_DIR / f"{self.name}.eval",
             task=self.name,

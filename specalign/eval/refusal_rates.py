@@ -147,8 +147,9 @@ class RefusalRates(Evaluator):
             )
         if self.judge == "rubric":
             self.grade(run, rows)
-        self.write_log(run, rows)
-        return EvalResult(rows, self.measures(rows), {"by_source": self.table(rows, "source")})
+        measures = self.measures(rows)
+        self.write_log(run, rows, measures)
+        return EvalResult(rows, measures, {"by_source": self.table(rows, "source")})
 
     @staticmethod
     def table(rows: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
@@ -184,7 +185,9 @@ class RefusalRates(Evaluator):
             out["matcher_agreement"] = Measure(agree, None, "rubric and matcher agree")
         return out
 
-    def write_log(self, run: EvalRun, rows: list[dict[str, Any]]) -> None:
+    def write_log(
+        self, run: EvalRun, rows: list[dict[str, Any]], measures: dict[str, Measure]
+    ) -> None:
         samples = [
             {
                 "id": r["id"],
@@ -198,11 +201,8 @@ class RefusalRates(Evaluator):
             }
             for r in rows
         ]
-        rates = {}
-        for expect, group in GROUPS.items():
-            values = [r["refused"] for r in rows if r["expect"] == expect]
-            if values:
-                rates[f"{group}_rate"] = sum(values) / len(values)
+        headline = (f"{group}_rate" for group in GROUPS.values())
+        rates = {k: measures[k].mean for k in headline if k in measures}
         write_scored_log(
             run.log_dir / LOG_DIR / f"{self.name}.eval",
             task=self.name,

@@ -22,13 +22,13 @@ stable across runs, so a trained model's rows pair with the base model's.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from specalign.errors import ConfigError
+from specalign.eval.evaluator import fixed_sample
 from specalign.eval.package_data import package_file
 
 PACKAGED = ("spec_contrast", "rho_overrefusal", "harmbench", "donotanswer")
@@ -170,15 +170,10 @@ def falsereject(path: str, key: str) -> list[dict[str, Any]]:
 def stable_sample(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
     """At most n rows per (source, expect), chosen by a hash of the id: the same rows on
     every run and for every model, whatever order the source lists them in."""
-    if n is None:
-        return rows
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for r in rows:
-        groups.setdefault((r["source"], r["expect"]), []).append(r)
-    keep: set[str] = set()
-    for members in groups.values():
-        ranked = sorted(members, key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
-        keep.update(r["id"] for r in ranked[: int(n)])
+        groups.setdefault((r["source"], r["expect"]), []).append(r["id"])
+    keep = set().union(*(fixed_sample(ids, n) for ids in groups.values()))
     return [r for r in rows if r["id"] in keep]
 
 

@@ -114,7 +114,7 @@ class EvalStep(Step):
             backbone,
             int(self.ctx.section("eval.batch_size") or 16),
             request_cache(self.ctx),
-            artifact_dir=model_artifact.path if model_artifact is not None else None,
+            artifact=model_artifact,
         )
 
     def grader(self) -> Any:
