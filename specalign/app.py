@@ -12,28 +12,33 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from specalign import CONF
 from specalign.errors import SpecAlignError
 from specalign.pipeline import ArtifactStore, RunContext, build_plan, distributed, run_plan
 from specalign.pipeline.runner import status
-from specalign.report.run_summary import print_plan, write_summary
+from specalign.report.run_summary import print_plan, write_failure, write_plan, write_summary
+from specalign.report.sweep_callback import announce_member
 
 log = logging.getLogger("specalign")
 CONF_DIR = str(CONF)  # the repository's conf/, or its copy inside an installed wheel
 
 
-def run(cfg: DictConfig, run_dir: Path | None) -> list:
+def run(cfg: DictConfig, run_dir: Path | None, overrides: list[str] | None = None) -> list:
     """Compose-time work done: plan the stage, then run it (or only print the plan)."""
     distributed.init(cfg.rank_timeout_min)  # torchrun: join the process group first
     if not distributed.is_main():
         logging.getLogger("specalign").setLevel(logging.WARNING)  # rank 0 tells the story
-    ctx = RunContext(cfg, run_dir=run_dir)
+    ctx = RunContext(cfg, run_dir=run_dir, overrides=tuple(overrides or ()))
     plan = build_plan(ctx)
     store = ArtifactStore(ctx.store_dir)
     if cfg.dry_run:
-        print_plan(plan, status(plan, store), store)
+        states = status(plan, store)
+        print_plan(plan, states, store)
+        if run_dir is not None:
+            write_plan(ctx, states, run_dir)
         return []
     log.info(
         "experiment %s: stage=%s spec=%s backbone=%s, %d steps, store %s",
@@ -46,17 +51,26 @@ def run(cfg: DictConfig, run_dir: Path | None) -> list:
     )
     results = run_plan(plan, ctx)
     if run_dir is not None and distributed.is_main():
-        write_summary(cfg, results, run_dir)
+        write_summary(ctx, results, run_dir)
+        ctx.tracker.member_run(ctx, results)  # the member's lineage and headline metrics
     return results
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweep:
+        announce_member(hydra_cfg)
     try:
-        run(cfg, run_dir)
+        run(cfg, run_dir, overrides)
     except SpecAlignError as err:
         log.error("%s", err)
+        if sweep and distributed.is_main():  # the other members go on; the report names it
+            write_failure(overrides, str(err), run_dir)
+            return
         sys.exit(err.exit_code)
 
 

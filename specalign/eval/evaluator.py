@@ -121,6 +121,8 @@ def build_evaluators(configs: dict[str, Any] | None) -> dict[str, Evaluator]:
 
     evaluators: dict[str, Evaluator] = {}
     for name, cfg in (configs or {}).items():
+        if cfg is None:  # set to null by a preset or size file: not run (like a stage step)
+            continue
         key = f"eval.evaluators.{name}"
         if not isinstance(cfg, dict) or not cfg.get("_target_"):
             raise ConfigError(f"{key}: needs a `_target_` naming an evaluator class (conf/eval/).")

@@ -17,7 +17,7 @@ from specalign.synth.replies import parse_list, parse_text
 
 
 def synthesize_rule_items(step: Any, rules: list[Any]) -> list[dict[str, Any]]:
-    spec = step.ctx.spec
+    spec = step.ctx.eval_spec
     names = {"model_name": spec.model_name, "provider": spec.provider or "its provider"}
 
     def about(rule: Any) -> dict[str, str]:

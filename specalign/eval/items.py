@@ -1,5 +1,6 @@
-"""The `eval_items` step: everything a run evaluates on, built once per spec, held out from
-training (every synthesis step's leakage gate reads this artifact).
+"""The `eval_items` step: everything a run evaluates on, built once per eval spec (the run's
+spec unless `eval_spec` names another), held out from training (every synthesis step's
+leakage gate reads this artifact).
 
 Three files:
 - `rules.jsonl`: per rule of the spec, held-out prompts `{id, rule_ids, prompt}`, with a
@@ -147,7 +148,7 @@ def contrast_item(row: dict[str, Any], where: str, known: set[str]) -> dict[str,
 
 class EvalItems(SynthesisStep):
     produces = "eval_items"
-    uses = ("spec",)  # not the seed: a seed sweep shares its items and base eval (see below)
+    uses = ("eval_spec",)  # not the seed: a seed sweep shares its items and base eval (below)
     prompt_roles: ClassVar[dict[str, set[str]]] = {
         "example": {"model_name", "provider", "example", "rule"},
         "rule_prompts": RULE_VARS | {"count"},
@@ -192,9 +193,8 @@ class EvalItems(SynthesisStep):
         return extra
 
     def files(self, key: str) -> list[Path]:
-        return [
-            resolve_spec_file(n, key=f"spec.{key}") for n in names(self.ctx.spec.settings.get(key))
-        ]
+        settings = self.ctx.eval_spec.settings
+        return [resolve_spec_file(n, key=f"spec.{key}") for n in names(settings.get(key))]
 
     def forced_choice_items(self) -> list[dict[str, Any]]:
         items = []
@@ -215,7 +215,7 @@ class EvalItems(SynthesisStep):
         self, key: str, fields: tuple[str, ...], check: Callable[..., dict[str, Any] | None]
     ) -> list[dict[str, Any]]:
         """The items of the spec's `key` files, each `check`ed and narrowed to its rules."""
-        known = {r.id for r in self.ctx.spec.rules}
+        known = {r.id for r in self.ctx.eval_spec.rules}
         items, other = [], Counter()
         for path in self.files(key):
             for row in read_jsonl(path, fields, key=f"spec.{key}"):
@@ -225,7 +225,7 @@ class EvalItems(SynthesisStep):
                 else:
                     items.append(item)
         for file, count in other.items():
-            spec = self.ctx.spec.id
+            spec = self.ctx.eval_spec.id
             log.info("%s: %d items of %s test no rule of spec %s", self.name, count, file, spec)
         return self.unique(items, f"spec.{key}")
 
@@ -238,7 +238,8 @@ class EvalItems(SynthesisStep):
 
     def example_items(self, rules: list[Any]) -> list[dict[str, Any]]:
         template = self.prompts["example"]
-        who = {"model_name": self.ctx.spec.model_name, "provider": self.ctx.spec.provider}
+        spec = self.ctx.eval_spec
+        who = {"model_name": spec.model_name, "provider": spec.provider}
         items = []
         for rule in rules:
             for n, example in enumerate(rule.examples, start=1):
@@ -257,7 +258,7 @@ class EvalItems(SynthesisStep):
         return items
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
-        spec = self.ctx.spec
+        spec = self.ctx.eval_spec
         rule_items: list[dict[str, Any]] = []
         for source in self.sources:
             covered = {r for item in rule_items for r in item["rule_ids"]}

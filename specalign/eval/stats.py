@@ -60,3 +60,31 @@ def paired_shift(
 
 def is_binary(values: Sequence[float]) -> bool:
     return all(v in (0, 1) for v in values)
+
+
+def crossed_bootstrap_mean(
+    grid: Sequence[Sequence[float]],
+    *,
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(mean, CI low, CI high) of a replicates x items grid (e.g. seeds x eval items): each
+    resample draws the replicates and the items with replacement, independently, so the
+    interval covers both the spread between seeds and the spread between items. One
+    replicate is the item bootstrap of `bootstrap_mean`."""
+    data = np.asarray(grid, dtype=float)
+    if data.ndim != 2 or data.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(data.mean())
+    if data.shape[0] == 1:
+        low, high = bootstrap_mean(data[0], level=level, resamples=resamples, seed=seed)
+        return mean, low, high
+    rng = np.random.default_rng(seed)
+    reps, items = data.shape
+    rows = rng.integers(0, reps, size=(resamples, reps))
+    cols = rng.integers(0, items, size=(resamples, items))
+    means = np.array([data[np.ix_(r, c)].mean() for r, c in zip(rows, cols, strict=True)])
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return mean, float(low), float(high)

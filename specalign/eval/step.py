@@ -68,7 +68,7 @@ class EvalStep(Step):
     optional = ("model", "baseline")
     slot_kinds: ClassVar[dict[str, str]] = {"baseline": "metrics"}
     produces = "metrics"
-    uses = ("backbone", "eval", "spec")
+    uses = ("backbone", "eval", "eval_spec")
     version = 2
 
     @cached_property
@@ -127,7 +127,7 @@ class EvalStep(Step):
         return build_llm(self.ctx, "eval.grader")
 
     def run(self, inputs: dict[str, Artifact], out: Path, work: Path) -> dict[str, Any]:
-        spec = self.ctx.spec
+        spec = self.ctx.eval_spec
         items = load_eval_items(inputs["eval_items"])
         baseline = inputs.get("baseline")
         if baseline is not None:

@@ -18,6 +18,9 @@ from specalign.spec import Spec, load_spec
 class RunContext:
     cfg: DictConfig
     run_dir: Path | None = None
+    # the command line's overrides (`spec=pro_america`, `seed=1`): in a sweep, the member's
+    # choices, which reports group by and W&B logs at the top of each run's config
+    overrides: tuple[str, ...] = ()
 
     @cached_property
     def root(self) -> Path:
@@ -34,6 +37,23 @@ class RunContext:
     @cached_property
     def spec(self) -> Spec:
         return load_spec(self.section("spec"))
+
+    @cached_property
+    def eval_spec_config(self) -> dict[str, Any]:
+        """The spec the run is evaluated against (`eval_spec`), else the run's own spec."""
+        return self.section("eval_spec") or self.section("spec")
+
+    @cached_property
+    def eval_spec(self) -> Spec:
+        """Eval items, rules and skip reasons come from this spec (see conf/config.yaml)."""
+        if self.eval_spec_config == self.section("spec"):
+            return self.spec
+        return load_spec(self.eval_spec_config)
+
+    def uses_section(self, name: str) -> Any:
+        """A `uses` name as config: a top-level group, or `eval_spec` (the eval spec's config,
+        the run's spec when none is set)."""
+        return self.eval_spec_config if name == "eval_spec" else self.section(name)
 
     @cached_property
     def backbone(self) -> Any:

@@ -144,6 +144,7 @@ def annotator_key(cfg: dict[str, Any]) -> dict[str, Any]:
 
 SECTIONS = {
     "spec": lambda cfg: without(cfg, SPEC_OUTSIDE_KEYS),
+    "eval_spec": lambda cfg: without(cfg, SPEC_OUTSIDE_KEYS),
     "trainer": trainer_key,
     "backbone": backbone_key,
     "eval": eval_key,

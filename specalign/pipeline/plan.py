@@ -68,11 +68,13 @@ def key_material(step: Step, ctx: RunContext, input_keys: dict[str, str]) -> dic
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "version": cls.version,
         "settings": step.key_settings(),
-        "uses": {name: key_section(name, ctx.section(name)) for name in cls.uses},
+        "uses": {name: key_section(name, ctx.uses_section(name)) for name in cls.uses},
         "inputs": input_keys,
     }
     if "spec" in cls.uses:
         material["spec_hash"] = ctx.spec.hash
+    if "eval_spec" in cls.uses:  # evaluation steps: the spec they score against
+        material["eval_spec_hash"] = ctx.eval_spec.hash
     extra = step.fingerprint()
     if extra:
         material["fingerprint"] = extra

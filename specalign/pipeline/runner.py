@@ -37,7 +37,8 @@ def lineage_spec_hashes(planned: PlannedStep, inputs: dict[str, Artifact]) -> li
     """The spec hashes an artifact depends on: its own (if it uses the spec) and its inputs'.
     A step that never reads a spec (SFT on fixed demonstrations) has none, so it is shared
     across specs."""
-    hashes = {planned.material["spec_hash"]} if "spec_hash" in planned.material else set()
+    material = planned.material
+    hashes = {material[k] for k in ("spec_hash", "eval_spec_hash") if k in material}
     for artifact in inputs.values():
         hashes.update(artifact.manifest.get("spec_hashes", []))
     return sorted(hashes)

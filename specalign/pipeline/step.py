@@ -35,7 +35,8 @@ class Step:
                step's `baseline` slot takes a `metrics` artifact).
     produces:  the kind of artifact it writes ("dataset" | "model" | "metrics" | ...).
     uses:      top-level config groups whose resolved values change its result
-               ("backbone", "trainer", "eval", "seed", "spec"); only these enter its key,
+               ("backbone", "trainer", "eval", "seed", "spec"; evaluation steps "eval_spec": the
+               spec they score against); only these enter its key,
                so logging or path settings never invalidate an artifact.
     version:   bump when the step's code changes what it produces for the same inputs.
     all_ranks: runs on every rank of a multi-process run (training steps); other steps

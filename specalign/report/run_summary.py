@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from specalign.eval.inspect_log import LOG_DIR
+from specalign.pipeline.context import RunContext
 from specalign.pipeline.plan import Plan, PlannedStep
 from specalign.pipeline.runner import StepResult
 from specalign.pipeline.store import ArtifactStore
@@ -41,19 +40,70 @@ def format_metrics(metrics: dict[str, Any], max_depth: int = 2) -> str:
     return ", ".join(parts)
 
 
+def run_identity(ctx: RunContext) -> dict[str, Any]:
+    """What a report needs to place a run in its sweep without the Hydra directory: its
+    choices, the specs (training and evaluation), the evaluators' settings (to rebuild their
+    measures from per-item rows), the report settings and the logger (no secrets: W&B reads
+    its key from its own login)."""
+    cfg = ctx.cfg
+    return {
+        "experiment": cfg.name,
+        "stage": cfg.stage.name,
+        "spec": cfg.spec.id,
+        "eval_spec": ctx.eval_spec_config.get("id"),
+        "backbone": cfg.backbone.name,
+        "seed": int(cfg.seed),
+        "overrides": list(ctx.overrides),
+        "spec_config": ctx.section("spec"),
+        "eval": ctx.section("eval"),
+        "report": ctx.section("report") or {},
+        "logger": ctx.section("logger"),
+    }
+
+
+def write_plan(ctx: RunContext, states: list[tuple[PlannedStep, bool]], run_dir: Path) -> Path:
+    """plan.json: a dry run's steps and keys, so a sweep's dry run can list each distinct
+    step once with the members that share it (report/sweep_plan.py)."""
+    plan = {
+        **run_identity(ctx),
+        "dry_run": True,
+        "steps": [
+            {"name": p.name, "key": p.key, "cached": cached, "inputs": p.inputs}
+            for p, cached in states
+        ],
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "plan.json"
+    path.write_text(json.dumps(plan, indent=2, default=str))
+    return path
+
+
+def write_failure(ctx_overrides: list[str], error: str, run_dir: Path) -> Path:
+    """failed.json: a sweep member that stopped on a user error, so the sweep goes on and its
+    report names the member and the error."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "failed.json"
+    path.write_text(json.dumps({"overrides": ctx_overrides, "error": error}, indent=2))
+    return path
+
+
 def evaluation(result: StepResult) -> dict[str, Any] | None:
     """An eval step's results.json (records, shifts, per-rule tables, skipped evaluators)."""
     path = result.artifact.path / "results.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> Path:
+def made_by(result: StepResult) -> dict[str, Any]:
+    """Which experiment and tracker run computed the artifact (itself, or an earlier run)."""
+    manifest = result.artifact.manifest
+    return {"experiment": manifest.get("experiment"), "run": manifest.get("tracker_run_id")}
+
+
+def write_summary(ctx: RunContext, results: list[StepResult], run_dir: Path) -> Path:
+    cfg = ctx.cfg
     evaluations = {r.name: e for r in results if (e := evaluation(r)) is not None}
     summary = {
-        "experiment": cfg.name,
-        "stage": cfg.stage.name,
-        "spec": cfg.spec.id,
-        "backbone": cfg.backbone.name,
+        **run_identity(ctx),
         "steps": [
             {
                 "name": r.name,
@@ -62,6 +112,7 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
                 "seconds": round(r.seconds, 2),
                 "artifact": str(r.artifact.path),
                 "metrics": r.metrics,
+                "made_by": made_by(r),
                 **({"evaluation": evaluations[r.name]} if r.name in evaluations else {}),
             }
             for r in results
@@ -69,7 +120,9 @@ def write_summary(cfg: DictConfig, results: list[StepResult], run_dir: Path) -> 
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str))
+    tmp = run_dir / ".summary.json.tmp"  # a killed run never leaves half a summary
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(path)
     print(f"\nexperiment {cfg.name}: {len(results)} steps")
     for r in results:
         state = "reused" if r.cached else f"ran {r.seconds:.1f}s"

@@ -23,3 +23,9 @@ class NullTracker:
     @contextmanager
     def step_run(self, ctx: Any, planned: Any) -> Iterator[NullStepRun]:
         yield NullStepRun()
+
+    def member_run(self, ctx: Any, results: list[Any]) -> None:
+        """The member's lineage stays in summary.json."""
+
+    def report_run(self, experiment: str, report: Any) -> None:
+        """The report stays in report.md and its figures."""
