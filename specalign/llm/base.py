@@ -15,12 +15,15 @@ The schema is part of each request's cache key: a changed schema asks again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from specalign.errors import SpecAlignError
 from specalign.llm.budget import Budget
 from specalign.llm.cache import RequestCache, request_key
+from specalign.progress import Progress
 
 log = logging.getLogger(__name__)
 Chat = list[dict[str, str]]
@@ -73,6 +76,7 @@ class LLM:
         self.budget = budget if isinstance(budget, Budget) else Budget(**(budget or {}))
         self.default_sampling = {**SAMPLING_DEFAULTS, **(sampling or {})}
         self.calls = 0  # requests actually sent to the backend (cache misses)
+        self.bar: Progress | None = None  # the current call's progress (see `progress`)
 
     def identity(self) -> dict[str, Any]:
         """What makes two backends give the same answer (model, revision, ...): cache key."""
@@ -114,9 +118,11 @@ class LLM:
         chats: list[Chat],
         sampling: dict[str, Any] | None = None,
         schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        desc: str = "generate",
     ) -> list[Completion]:
         """One completion per chat, from the cache where possible; order is kept. `schema`:
-        the JSON schema every reply (a dict) or each reply (a list, None: free text) obeys."""
+        the JSON schema every reply (a dict) or each reply (a list, None: free text) obeys.
+        `desc` names the requests in progress lines (`planner: 40/120 requests, ...`)."""
         base = self.sampling(sampling)
         schemas = schema if isinstance(schema, list) else [schema] * len(chats)
         if len(schemas) != len(chats):
@@ -132,13 +138,48 @@ class LLM:
         results: dict[int, Completion] = {
             i: Completion(**found[key], cached=True) for i, key in enumerate(keys) if key in found
         }
-        # chunks: the budget is checked, and answers are committed to the cache, after
-        # every `commit_every` requests, so a kill loses at most one chunk of work
+        if missing:
+            with self.progress(len(chats), desc, initial=len(results)):
+                self.send(chats, params, schemas, keys, missing, results)
+        return [results[i] for i in range(len(chats))]
+
+    @contextmanager
+    def progress(self, total: int, desc: str, initial: int = 0) -> Iterator[Progress]:
+        """Requests done out of `total` (cache hits counted as done), shown while the backend
+        works; backends that batch (`self.bar`) tick per batch, the rest per call."""
+        hits = f"{initial} from the cache"
+        with Progress(total, desc, "requests", initial=initial, note=hits) as bar:
+            self.bar = bar
+            try:
+                yield bar
+            finally:
+                self.bar = None
+
+    def tick(self, n: int) -> None:
+        """A backend finished `n` more requests (see `progress`)."""
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def send(
+        self,
+        chats: list[Chat],
+        params: list[dict[str, Any]],
+        schemas: list[dict[str, Any] | None],
+        keys: list[str],
+        missing: list[int],
+        results: dict[int, Completion],
+    ) -> None:
+        """The cache misses to the backend. In chunks: the budget is checked, and answers
+        are committed to the cache, after every `commit_every` requests, so a kill loses at
+        most one chunk of work."""
         for start in range(0, len(missing), self.commit_every):
             chunk = missing[start : start + self.commit_every]
             self.budget.check()
             for group in by_schema(chunk, schemas):  # one backend call per schema
+                before = self.bar.done if self.bar is not None else 0
                 fresh = self._generate([chats[i] for i in group], params[group[0]])
+                if self.bar is not None:  # what a backend that does not tick did
+                    self.tick(len(group) - (self.bar.done - before))
                 for i, completion in zip(group, fresh, strict=True):
                     results[i] = completion
                     self.budget.charge(completion.prompt_tokens, completion.completion_tokens)
@@ -151,7 +192,6 @@ class LLM:
                         if results[i].finish_reason != "error"
                     }
                 )
-        return [results[i] for i in range(len(chats))]
 
     def score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
         """log p(continuation | chat, assistant turn started) for each pair."""
@@ -163,7 +203,12 @@ class LLM:
         missing = [i for i, key in enumerate(keys) if key not in found]
         results = {i: Scored(**found[key]) for i, key in enumerate(keys) if key in found}
         if missing:
-            fresh = self._score([chats[i] for i in missing], [continuations[i] for i in missing])
+            with self.progress(len(chats), "score", initial=len(results)) as bar:
+                before = bar.done
+                fresh = self._score(
+                    [chats[i] for i in missing], [continuations[i] for i in missing]
+                )
+                self.tick(len(missing) - (bar.done - before))
             self.calls += len(missing)
             results.update(zip(missing, fresh, strict=True))
             if self.cache is not None:

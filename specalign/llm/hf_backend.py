@@ -144,6 +144,7 @@ class HFBackend(LLM):
             self.batch_size,
             self.eos_ids(),
             constrain=constrain,
+            done=self.tick,
         )
 
     def _score(self, chats: list[Chat], continuations: list[str]) -> list[Scored]:
@@ -151,7 +152,7 @@ class HFBackend(LLM):
 
         prompts = [self.render(chat) for chat in chats]
         logprobs = continuation_logprobs(
-            self.model, self.tokenizer, prompts, continuations, self.batch_size
+            self.model, self.tokenizer, prompts, continuations, self.batch_size, done=self.tick
         )
         return [Scored(total=sum(tokens), tokens=tokens) for tokens in logprobs]
 
@@ -174,11 +175,12 @@ def generate_batches(
     batch_size: int,
     eos_ids: set[int],
     constrain: Callable[[int], Any] | None = None,
+    done: Callable[[int], None] | None = None,
 ) -> list[Completion]:
     """Completions for token-id prompts, batched by length; returned in the prompts' order.
-    `constrain(rows)`: a fresh logits processor for a batch of that many rows (a grammar)."""
+    `constrain(rows)`: a fresh logits processor for a batch of that many rows (a grammar);
+    `done(n)`: called as each batch of n completions is ready (the caller's progress)."""
     import torch
-    from tqdm.auto import tqdm
 
     max_new = int(sampling["max_new_tokens"])
     sample = float(sampling["temperature"]) > 0
@@ -190,7 +192,7 @@ def generate_batches(
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     results: list[Completion | None] = [None] * len(prompts)
     device = next(model.parameters()).device
-    for rows in tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
+    for rows in batches:
         ids = {"input_ids": [prompts[i] for i in rows]}
         batch = tokenizer.pad(ids, padding_side="left", return_tensors="pt")
         width = batch["input_ids"].shape[1]
@@ -215,6 +217,8 @@ def generate_batches(
                 prompt_tokens=len(prompts[i]),
                 completion_tokens=len(kept),
             )
+        if done is not None:
+            done(len(rows))
     return [r for r in results if r is not None]
 
 

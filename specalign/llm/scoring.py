@@ -9,6 +9,7 @@ Shared by the forced-choice eval and `HFBackend.score`, so both measure the same
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,18 +26,28 @@ def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[in
 
 @torch.no_grad()
 def continuation_logprobs(
-    model: Any, tokenizer: Any, prompts: list[str], continuations: list[str], batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    continuations: list[str],
+    batch_size: int = 16,
+    done: Callable[[int], None] | None = None,
 ) -> list[list[float]]:
     """Per-token log p(continuation | prompt) for each (prompt, continuation) pair. Where
-    prompts repeat (forced choice: one per option), each prompt runs once."""
+    prompts repeat (forced choice: one per option), each prompt runs once. `done(n)`: called
+    as each batch's n pairs are scored (the caller's progress)."""
     pairs = [encode_pair(tokenizer, p, c) for p, c in zip(prompts, continuations, strict=True)]
     if len(set(prompts)) < len(prompts):
-        return shared_prompt_logprobs(model, tokenizer, prompts, pairs, batch_size)
-    return separate_logprobs(model, tokenizer, pairs, batch_size)
+        return shared_prompt_logprobs(model, tokenizer, prompts, pairs, batch_size, done)
+    return separate_logprobs(model, tokenizer, pairs, batch_size, done)
 
 
 def separate_logprobs(
-    model: Any, tokenizer: Any, pairs: list[tuple[list[int], int]], batch_size: int
+    model: Any,
+    tokenizer: Any,
+    pairs: list[tuple[list[int], int]],
+    batch_size: int,
+    done: Callable[[int], None] | None = None,
 ) -> list[list[float]]:
     """One row per pair: prompt and continuation in one forward pass."""
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
@@ -68,6 +79,8 @@ def separate_logprobs(
         for row, i in enumerate(rows):
             count = pairs[i][1]
             results[i] = token_logp[row, keep - count :].tolist()
+        if done is not None:
+            done(len(rows))
     return results
 
 
@@ -96,6 +109,7 @@ def shared_prompt_logprobs(
     prompts: list[str],
     pairs: list[tuple[list[int], int]],
     batch_size: int,
+    done: Callable[[int], None] | None = None,
 ) -> list[list[float]]:
     """Each distinct prompt runs once, and so does what a batch's prompts start with: the
     common prefix (one row, its KV cache repeated), then each prompt's rest (left-padded
@@ -162,4 +176,6 @@ def shared_prompt_logprobs(
             token = torch.tensor(tail)
             later = later_logp[r, : len(tail) - 1].gather(-1, token[1:].unsqueeze(-1)).squeeze(-1)
             results[i] = [first[row, token[0]].item(), *later.tolist()]
+        if done is not None:
+            done(len(members))
     return results

@@ -11,6 +11,8 @@ caller to count and handle.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -70,27 +72,32 @@ def generate_parsed(
     fix: str = "Reply again in the requested format.",
     truncated: str = "keep",
     schema: Schema | list[Schema | None] | None = None,
+    desc: str | None = None,
 ) -> tuple[list[Any | None], StructuredStats]:
     """`parse(reply_text)` returns the value or raises ValueError with the reason; invalid
     replies are retried (batched) with the error appended, then recorded as rejects (None).
     `schema` (one for all, or one per chat) goes with each request to the backend.
     A reply cut at max_new_tokens is counted, and kept (`truncated="keep"`) or rejected at
-    once (`"drop"`: a retry with the same token budget would be cut again)."""
+    once (`"drop"`: a retry with the same token budget would be cut again). `desc` names
+    the requests in progress lines (backends that take it)."""
     if truncated not in ("keep", "drop"):
         raise ValueError(f"truncated={truncated!r}: keep | drop")
     stats = StructuredStats()
     conversations = [list(chat) for chat in chats]
     results: list[Any | None] = [None] * len(chats)
     pending = list(range(len(chats)))
+    generate = llm.generate
+    if desc and "desc" in inspect.signature(generate).parameters:
+        generate = functools.partial(generate, desc=desc)
     for attempt in range(1, max_attempts + 1):
         if not pending:
             break
         sent = [conversations[i] for i in pending]
         if schema is None:
-            replies = llm.generate(sent, sampling)
+            replies = generate(sent, sampling)
         else:
             schemas = [schema[i] if isinstance(schema, list) else schema for i in pending]
-            replies = llm.generate(sent, sampling, schema=schemas)
+            replies = generate(sent, sampling, schema=schemas)
             if getattr(llm, "constrains", False):
                 stats.constrained += sum(s is not None for s in schemas)
         still: list[int] = []

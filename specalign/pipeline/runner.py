@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specalign.pipeline import distributed
+from specalign.pipeline import distributed, preemption
 from specalign.pipeline.context import RunContext
 from specalign.pipeline.manifest import git_sha, package_versions
 from specalign.pipeline.plan import Plan, PlannedStep
@@ -84,6 +84,7 @@ def run_step(
         if main and ran is not None:
             store.commit(name, kind, key, ran[1])
         distributed.barrier()  # committed, visible to every rank
+    preemption.honour_pending()  # a preemption signal that came as training ended
     artifact = store.get(name, kind, key)
     seconds = ran[2] if ran is not None else 0.0
     return StepResult(name, artifact, False, seconds, artifact.manifest.get("metrics", {}))

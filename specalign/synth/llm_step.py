@@ -173,6 +173,7 @@ class SynthesisStep(Step):
             fix=fix,
             truncated=str(self.setting("truncated", "keep")),
             schema=schema,
+            desc=f"{self.name} {role}",
         )
         if stats.constrained:
             self.constrained[role] = self.constrained.get(role, 0) + stats.constrained

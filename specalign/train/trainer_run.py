@@ -68,13 +68,24 @@ def train_and_save(
     base: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train (resuming if asked), save on rank 0, return the metrics every step reports."""
+    from specalign.pipeline.preemption import deferred_preemption, preemption_callback
     from specalign.train.model_artifact import describe, save_model
     from specalign.train.training_args import logged_series, resume_checkpoint
 
     resume = resume_checkpoint(str(step.ctx.cfg.resume), checkpoints)
     if resume:
         log.info("resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    if trainer.args.disable_tqdm:  # no terminal: periodic progress lines, not per-step dicts
+        from transformers.trainer_callback import PrinterCallback
+
+        from specalign.progress import training_callback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(training_callback(step.name))
+    with deferred_preemption() as deferring:  # a SLURM preemption saves a checkpoint first
+        if deferring:
+            trainer.add_callback(preemption_callback())
+        result = trainer.train(resume_from_checkpoint=resume)
     in_sync = distributed.weights_in_sync(trainer.model)
     save_model(trainer.model, tokenizer, step.ctx.backbone, out, base, trainer=trainer)
     losses = logged_series(trainer.state.log_history, "loss")
@@ -85,6 +96,7 @@ def train_and_save(
         "steps": int(trainer.state.global_step),
         "started_from": describe(inputs.get("model"))["format"],
         "resumed_from_checkpoint": resume is not None,
+        "resumed_at_step": int(Path(resume).name.split("-")[-1]) if resume else 0,
         "world_size": distributed.world_size(),
         "ranks_in_sync": in_sync,
     }

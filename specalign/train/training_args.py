@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from specalign.errors import ConfigError
+from specalign.progress import mode as progress_mode
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def training_kwargs(
         activation_checkpointing=bool(trainer_cfg.get("activation_checkpointing", False)),
         use_cpu=cpu,
         dataloader_pin_memory=not cpu,
+        # a bar in a terminal; elsewhere progress.training_callback's periodic lines
+        disable_tqdm=kwargs.get("disable_tqdm", progress_mode() != "bar"),
         **precision_flags(str(trainer_cfg.get("precision", "auto"))),
     )
     return kwargs
