@@ -28,7 +28,8 @@ CONF_DIR = str(CONF)  # the repository's conf/, or its copy inside an installed 
 
 def run(cfg: DictConfig, run_dir: Path | None, overrides: list[str] | None = None) -> list:
     """Compose-time work done: plan the stage, then run it (or only print the plan)."""
-    distributed.init(cfg.rank_timeout_min)  # torchrun: join the process group first
+    # torchrun / SLURM tasks: join the process group first (sharded backbones: FSDP / ZeRO-3)
+    distributed.init(cfg.rank_timeout_min, str(cfg.backbone.get("sharding", "none")))
     if not distributed.is_main():
         logging.getLogger("specalign").setLevel(logging.WARNING)  # rank 0 tells the story
     ctx = RunContext(cfg, run_dir=run_dir, overrides=tuple(overrides or ()))

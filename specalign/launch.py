@@ -50,6 +50,29 @@ def sharding_of(overrides: list[str]) -> str:
         return "none"
 
 
+def preset_environment(sharding: str, num_processes: int, num_machines: int = 1) -> dict[str, str]:
+    """What `accelerate launch --config_file launchers/<preset>.yaml` would export to each
+    rank (ACCELERATE_* and FSDP_* variables, built by accelerate's own launcher code), for
+    ranks that something else started: SLURM's tasks under hydra/launcher=slurm_multigpu.
+    The HF Trainer's Accelerator reads them, so FSDP / ZeRO-3 shard the model there too."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    argv = ["--config_file", str(LAUNCHERS / PRESETS[sharding])]
+    argv += ["--num_processes", str(num_processes), "--num_machines", str(num_machines)]
+    args, defaults, mixed_from_config = _validate_launch_command(
+        launch_command_parser().parse_args([*argv, "-m", "specalign"])
+    )
+    if args.use_deepspeed:  # as accelerate's launch_command does before its DeepSpeed launcher
+        fields = list(defaults.deepspeed_config) if defaults else []
+        fields += ["mixed_precision"] if mixed_from_config else []
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        env = prepare_deepspeed_cmd_env(args)[1]
+    else:
+        env = prepare_multi_gpu_env(args)
+    return {k: v for k, v in env.items() if k.startswith(("ACCELERATE_", "FSDP_"))}
+
+
 def command(nproc: int, overrides: list[str], sharding: str) -> list[str]:
     if sharding in PRESETS:
         preset = LAUNCHERS / PRESETS[sharding]

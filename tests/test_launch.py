@@ -63,3 +63,32 @@ def test_barriers_wait_as_long_as_the_run_says(monkeypatch):
 
 def test_the_default_timeout_is_far_longer_than_torchs(cfg_factory):
     assert cfg_factory().rank_timeout_min >= 12 * 60  # torch's default is 10 minutes
+
+
+def test_slurm_tasks_of_a_sharded_backbone_get_accelerates_environment(monkeypatch):
+    """hydra/launcher=slurm_multigpu starts one task per GPU, not `accelerate launch`: each
+    task exports what accelerate would, from the same preset, so the Trainer shards."""
+    import os
+
+    from specalign.launch import preset_environment
+
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    keep = dict(os.environ)
+    try:
+        distributed.export_sharding_environment("fsdp")
+        assert os.environ["ACCELERATE_USE_FSDP"] == "true"
+        assert os.environ["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"  # a loadable save
+        assert os.environ["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+        assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+        zero3 = preset_environment("zero3", 8)
+        assert zero3["ACCELERATE_USE_DEEPSPEED"] == "true"
+        assert zero3["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3"
+        assert zero3["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
+    finally:
+        os.environ.clear()
+        os.environ.update(keep)
+    distributed.export_sharding_environment("none")
+    assert "ACCELERATE_USE_FSDP" not in os.environ

@@ -119,6 +119,33 @@ def test_seeds_pool_into_one_arm_with_means_over_seeds_and_items(sweep_root):
     assert base_row["members"] == "all" and base_row["computed_by"] == "#0"
 
 
+def test_a_report_of_one_run(sweep_root, tmp_path):
+    report = write_report(load_sweep(sweep_root / "multirun" / "1"), tmp_path / "one")
+    assert [a.label for a in report.arms] == ["base", "sft"]
+    assert report.arms[1].replicates == 1 and report.sweep.axes == {}
+    assert report.arms[1].metrics["preference/accuracy"].stat.value == pytest.approx(0.75)
+    assert (tmp_path / "one" / "report.md").is_file()
+
+
+def test_lineage_names_the_run_and_experiment_that_made_a_reused_step(tmp_path):
+    from types import SimpleNamespace
+
+    from specalign.tracking.run_config import lineage, lineage_summary
+
+    made = tmp_path / "a"
+    made.mkdir()
+    (made / "manifest.json").write_text(
+        json.dumps({"experiment": "earlier_study", "tracker_run_id": "run123"})
+    )
+    artifact = SimpleNamespace(key="k1", manifest=json.loads((made / "manifest.json").read_text()))
+    rows = lineage([SimpleNamespace(name="sft", artifact=artifact, cached=True, seconds=0.0)])
+    summary = lineage_summary(rows, {"eval_sft/preference/accuracy": 0.5})
+    assert summary["lineage/sft/state"] == "reused"
+    assert summary["lineage/sft/made_in"] == "earlier_study"
+    assert summary["lineage/sft/made_by_run"] == "run123" and summary["lineage/sft/key"] == "k1"
+    assert summary["eval_sft/preference/accuracy"] == 0.5
+
+
 def test_a_failed_member_is_named_and_the_rest_reported(sweep_root, tmp_path):
     failed = sweep_root / "multirun" / "2"
     failed.mkdir()

@@ -38,6 +38,21 @@ def export_slurm_environment() -> None:
     env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 40000))
 
 
+def export_sharding_environment(sharding: str) -> None:
+    """Ranks that SLURM started (not `accelerate launch`) of a backbone that shards
+    (`backbone.sharding: fsdp|zero3`) get the environment accelerate would have given them,
+    so the Trainer shards the model as it does under `python -m specalign.launch`."""
+    from specalign.launch import PRESETS, preset_environment
+
+    started_by_accelerate = (
+        "ACCELERATE_USE_FSDP" in os.environ or "ACCELERATE_USE_DEEPSPEED" in os.environ
+    )
+    if sharding not in PRESETS or world_size() == 1 or started_by_accelerate:
+        return
+    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
+    os.environ.update(preset_environment(sharding, world_size(), nodes))
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -50,13 +65,14 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init(timeout_min: float = 720) -> None:
+def init(timeout_min: float = 720, sharding: str = "none") -> None:
     """Join the process group torchrun set up (gloo on CPU, nccl on GPUs) once per process,
     before the first barrier; the HF Trainer then reuses it. `timeout_min` bounds how long a
     rank waits at a barrier: the other ranks wait there while rank 0 alone runs a synthesis
     or eval step (or waits on another job's lock), which takes far longer than torch's
-    10-minute default."""
+    10-minute default. `sharding`: the backbone's FSDP / ZeRO-3 preset, for SLURM's ranks."""
     export_slurm_environment()
+    export_sharding_environment(sharding)
     if world_size() == 1:
         return
     from datetime import timedelta

@@ -12,6 +12,7 @@ and shifts its eval step wrote.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 from specalign.eval.stats import crossed_bootstrap_mean
 from specalign.report.eval_table import headline
 from specalign.report.members import REPLICATE_AXES, Sweep
+
+log = logging.getLogger("specalign")
 
 
 @dataclass
@@ -204,6 +207,9 @@ def replicated(
     measures: dict[str, list[dict[str, Any]]] = {}  # evaluator -> per evaluation measures
     for evaluator in dict.fromkeys(n for n, _ in names):
         built = build_evaluator(arm.evaluations[0], evaluator)
+        if built is None:  # a summary written before reports existed: no settings to rebuild
+            log.warning("%s: no settings for %s; its seeds are not pooled", arm.label, evaluator)
+            continue
         measures[evaluator] = [built.measures(e.rows(evaluator)) for e in arm.evaluations]
     base_measures: dict[str, list[dict[str, Any] | None]] = {}
     for evaluator in measures:
@@ -213,6 +219,8 @@ def replicated(
         ]
     out = {}
     for evaluator, metric in names:
+        if evaluator not in measures:
+            continue
         trained = [m[metric].values for m in measures[evaluator] if metric in m]
         if len(trained) != arm.replicates:
             continue

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from specalign.pipeline.keys import content_key
+from specalign.report.members import choices
 from specalign.tracking.run_config import flat_config, lineage, lineage_summary
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,14 @@ class WandbTracker:
             if isinstance(v, int | float)
         }
         label = " ".join(f"{k}={v}" for k, v in flat.items() if k != "experiment")
+        chosen = " ".join(
+            f"{k}={v}" for k, v in choices(ctx.overrides).items() if k != "experiment"
+        )
         run = self.init(
             id=content_key({"experiment": experiment, "steps": [r["key"] for r in rows]}),
             group=experiment,
             job_type="member",
-            name=f"{experiment}/member",
+            name=f"{experiment}/{chosen or 'member'}",
             tags=[*self.tags, "member"],
             notes=label,
             config={**flat, "steps": {r["step"]: r["key"] for r in rows}},
