@@ -84,10 +84,15 @@ class Arm:
         return len(self.evaluations)
 
 
-def model_step_of(path: Path) -> str | None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    model = manifest.get("inputs", {}).get("model")
-    return model["step"] if model else None
+def model_step_of(path: Path, step: str, results: dict[str, Any]) -> str | None:
+    """The step that trained the evaluated model (its manifest's `model` input); None for
+    the backbone. Without the artifact (a store moved elsewhere), a trained model's eval is
+    the one with a baseline, named `eval_<step>`."""
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        model = json.loads(manifest.read_text()).get("inputs", {}).get("model")
+        return model["step"] if model else None
+    return step.removeprefix("eval_") if results.get("baseline") else None
 
 
 def evaluations(sweep: Sweep) -> dict[str, Evaluation]:
@@ -106,7 +111,7 @@ def evaluations(sweep: Sweep) -> dict[str, Evaluation]:
                     path,
                     step["evaluation"],
                     member.summary.get("eval") or {},
-                    model_step_of(path) if path.is_dir() else None,
+                    model_step_of(path, step["name"], step["evaluation"]),
                 )
             found[key].members.append(member.num)
     return found
