@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -37,20 +38,34 @@ def plan_keys(*overrides: str) -> dict[str, str]:
     return {p.name: p.key for p in build_plan(ctx).steps}
 
 
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory):
+    """Each preset's sweep dry-run once for the module: (stdout, sweep dir, root)."""
+    done: dict[str, tuple[str, Path, Path]] = {}
+
+    def dry_run(preset: str) -> tuple[str, Path, Path]:
+        if preset not in done:
+            root = tmp_path_factory.mktemp(preset)
+            proc = run_cli(
+                root,
+                f"experiment={preset}",
+                "dry_run=true",
+                "logger=none",
+                f"hydra.sweep.dir={root / 'sweep'}",
+                flags=("--multirun",),
+                timeout=300,
+            )
+            done[preset] = (proc.stdout, root / "sweep", root)
+        return done[preset]
+
+    return dry_run
+
+
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_dry_runs_its_sweep_with_each_distinct_step_listed_once(preset, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    proc = run_cli(
-        tmp_path,
-        f"experiment={preset}",
-        "dry_run=true",
-        "logger=none",
-        f"hydra.sweep.dir={sweep_dir}",
-        flags=("--multirun",),
-        timeout=300,
-    )
+def test_every_preset_dry_runs_its_sweep_with_each_distinct_step_listed_once(preset, dry_runs):
+    stdout, sweep_dir, root = dry_runs(preset)
     expected = math.prod(len(v) for v in axes(preset).values())
-    header, steps = sweep_plan(proc.stdout)
+    header, steps = sweep_plan(stdout)
     assert header.startswith(f"sweep plan for {preset}: {expected} members")
     # every member planned and wrote its plan; together they name exactly the listed steps
     plans = [json.loads(p.read_text()) for p in sweep_dir.glob("*/plan.json")]
@@ -63,20 +78,11 @@ def test_every_preset_dry_runs_its_sweep_with_each_distinct_step_listed_once(pre
     # the base model is evaluated once for the whole sweep
     base = [members for name, _, members in steps if name == "eval_base"]
     assert base == ["all"], base
-    assert not list(tmp_path.glob("store/*/*/manifest.json"))  # a dry run computes nothing
+    assert not list(root.glob("store/*/*/manifest.json"))  # a dry run computes nothing
 
 
-def test_the_cheese_sweep_shares_sft_only_and_keeps_each_specs_msm(tmp_path):
-    proc = run_cli(
-        tmp_path,
-        "experiment=cheese_generalization",
-        "dry_run=true",
-        "logger=none",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        flags=("--multirun",),
-        timeout=300,
-    )
-    _, steps = sweep_plan(proc.stdout)
+def test_the_cheese_sweep_shares_sft_only_and_keeps_each_specs_msm(dry_runs):
+    _, steps = sweep_plan(dry_runs("cheese_generalization")[0])
     members = {}
     for name, _, who in steps:
         members.setdefault(name, []).append(who)

@@ -132,9 +132,11 @@ def headline_figure(title: str, arms: list[Arm], metrics: list[str], path: Path)
         ax.set_title(what, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     right.axhline(0, color="black", linewidth=0.8)
-    left.legend(fontsize=8)
+    handles, names = left.get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 4), fontsize=8,
+               bbox_to_anchor=(0.5, 0.95), frameon=False)  # fmt: skip
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -173,7 +173,7 @@ class SynthesisStep(Step):
             fix=fix,
             truncated=str(self.setting("truncated", "keep")),
             schema=schema,
-            desc=f"{self.name} {role}",
+            desc=self.name if role == self.name else f"{self.name} {role}",
         )
         if stats.constrained:
             self.constrained[role] = self.constrained.get(role, 0) + stats.constrained
