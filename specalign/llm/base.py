@@ -15,6 +15,7 @@ The schema is part of each request's cache key: a changed schema asks again.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -76,7 +77,13 @@ class LLM:
         self.budget = budget if isinstance(budget, Budget) else Budget(**(budget or {}))
         self.default_sampling = {**SAMPLING_DEFAULTS, **(sampling or {})}
         self.calls = 0  # requests actually sent to the backend (cache misses)
-        self.bar: Progress | None = None  # the current call's progress (see `progress`)
+        # the current call's progress, per thread: inspect's batcher calls from worker threads
+        self.progress_state = threading.local()
+
+    @property
+    def bar(self) -> Progress | None:
+        """This thread's current call's progress (see `progress`), if any."""
+        return getattr(self.progress_state, "bar", None)
 
     def identity(self) -> dict[str, Any]:
         """What makes two backends give the same answer (model, revision, ...): cache key."""
@@ -149,16 +156,17 @@ class LLM:
         works; backends that batch (`self.bar`) tick per batch, the rest per call."""
         hits = f"{initial} from the cache"
         with Progress(total, desc, "requests", initial=initial, note=hits) as bar:
-            self.bar = bar
+            self.progress_state.bar = bar
             try:
                 yield bar
             finally:
-                self.bar = None
+                self.progress_state.bar = None
 
     def tick(self, n: int) -> None:
         """A backend finished `n` more requests (see `progress`)."""
-        if self.bar is not None:
-            self.bar.update(n)
+        bar = self.bar
+        if bar is not None:
+            bar.update(n)
 
     def send(
         self,
@@ -176,10 +184,11 @@ class LLM:
             chunk = missing[start : start + self.commit_every]
             self.budget.check()
             for group in by_schema(chunk, schemas):  # one backend call per schema
-                before = self.bar.done if self.bar is not None else 0
+                bar = self.bar
+                before = bar.done if bar is not None else 0
                 fresh = self._generate([chats[i] for i in group], params[group[0]])
-                if self.bar is not None:  # what a backend that does not tick did
-                    self.tick(len(group) - (self.bar.done - before))
+                if bar is not None:  # what a backend that does not tick did
+                    self.tick(len(group) - (bar.done - before))
                 for i, completion in zip(group, fresh, strict=True):
                     results[i] = completion
                     self.budget.charge(completion.prompt_tokens, completion.completion_tokens)
