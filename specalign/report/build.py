@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from specalign.report.arms import Arm, arms_of, evaluations, finite, score_arms
+from specalign.report.arms import Arm, arms_of, evaluations, score_arms
 from specalign.report.coverage import COLUMNS, coverage
+from specalign.report.eval_table import fmt
 from specalign.report.figures import coverage_figure, headline_figure, metric_figure
 from specalign.report.members import Sweep
 from specalign.report.sweep_plan import shared_work_rows
@@ -42,12 +43,6 @@ class Report:
     @property
     def path(self) -> Path:
         return self.directory / REPORT
-
-
-def fmt(x: float | None, sign: bool = False) -> str:
-    if not finite(x):
-        return "-"
-    return f"{x:+.3f}" if sign else f"{x:.3f}"
 
 
 def interval(stat: Any, sign: bool = False) -> str:
