@@ -161,17 +161,16 @@ def evaluator_sections(report: Report) -> None:
             report.lines += [f"![{evaluator}]({FIGURES}/{path.name})", ""]
         shown = [
             {
-                "arm": r["arm"],
-                "metric": r["metric"],
-                "value [95% CI]": f"{fmt(r['value'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
-                "shift vs base [95% CI]": "-"
-                if r["shift"] is None
-                else f"{fmt(r['shift'], True)} [{fmt(r['shift_ci_low'], True)}, "
-                f"{fmt(r['shift_ci_high'], True)}]",
-                "n": r["n"],
-                "seeds": r["replicates"],
+                "arm": arm.label,
+                "metric": m.metric,
+                "value [95% CI]": interval(m.stat),
+                "shift vs base [95% CI]": interval(m.shift, True),
+                "n": m.stat.n,
+                "seeds": arm.replicates,
             }
-            for r in rows
+            for arm in report.arms
+            for m in arm.metrics.values()
+            if m.evaluator == evaluator
         ]
         report.lines += [*markdown_table(shown), ""]
     skipped = [

@@ -78,12 +78,12 @@ def write_plan(ctx: RunContext, states: list[tuple[PlannedStep, bool]], run_dir:
     return path
 
 
-def write_failure(ctx_overrides: list[str], error: str, run_dir: Path) -> Path:
+def write_failure(overrides: list[str], error: str, run_dir: Path) -> Path:
     """failed.json: a sweep member that stopped on a user error, so the sweep goes on and its
     report names the member and the error."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "failed.json"
-    path.write_text(json.dumps({"overrides": ctx_overrides, "error": error}, indent=2))
+    path.write_text(json.dumps({"overrides": overrides, "error": error}, indent=2))
     return path
 
 

@@ -120,14 +120,12 @@ class WandbTracker:
         """A `member` run in the experiment's group: the member's choices flat in its config,
         its lineage (a table, and `lineage/<step>/...` summary entries naming each artifact's
         key and the run that made it) and the headline metrics of its eval steps."""
-        from specalign.report.run_summary import evaluation
-
         experiment, flat = str(ctx.cfg.name), flat_config(ctx)
         rows = lineage(results)
         metrics = {
             f"{r.name}/{k}": v
             for r in results
-            if evaluation(r) is not None
+            if r.artifact.kind == "metrics"  # an eval step: its flat headline metrics
             for k, v in r.metrics.items()
             if isinstance(v, int | float)
         }
