@@ -26,11 +26,7 @@ def test_two_processes_train_in_sync_and_rank0_writes_once(tmp_path: Path):
         "trainer.args.per_device_train_batch_size=4",
         # the synthesis and evals upstream and downstream of training, capped: this test is
         # about the ranks (rank 0 synthesizes and evaluates alone while rank 1 waits)
-        "stage.steps.doc_types.count=1",
-        "stage.steps.ideas.sampling.max_new_tokens=24",
         "stage.steps.documents.max_documents=4",
-        "stage.steps.documents.sampling.max_new_tokens=64",
-        "stage.steps.documents.min_words=10",
         "eval.evaluators.forced_choice.max_items=4",
         "eval.evaluators.preference.max_items=6",
         "eval.evaluators.rule_compliance.max_items=3",

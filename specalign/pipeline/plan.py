@@ -135,7 +135,9 @@ def check_inputs(
         if source not in planned:
             raise ConfigError(
                 f"stage={stage}: step '{name}' input '{slot}' names '{source}', which is not an "
-                f"earlier step (earlier: {list(planned) or 'none'})."
+                f"earlier step (earlier: {list(planned) or 'none'}). Fix: "
+                f"stage.steps.{name}.inputs.{slot}=<one of them>, or =null if the step can "
+                "do without it."
             )
         kind = cls.slot_kinds.get(slot, slot)
         if planned[source].produces != kind:

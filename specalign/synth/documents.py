@@ -158,17 +158,25 @@ class DocumentSynthesis(DocumentStep):
             ]
         if limit is not None:
             rows = rows[: int(limit)]
-        rows = length_bounds(
-            self.report, rows, "text", int(self.setting("min_words", 40)), self.setting("max_words")
-        )
-        rows = repetition(
-            self.report, rows, "text", float(self.setting("min_distinct_ngrams", 0.5))
-        )
-        rows = exact_duplicates(self.report, rows, "text")
-        if self.setting("leak_ngram"):
-            rows = self.leakage(inputs).gate(self.report, rows, ["text"])
+        rows = document_gates(self, rows, inputs)
         metrics = self.publish(rows, out, "documents")
         return {**metrics, "words": sum(len(r["text"].split()) for r in rows)}
+
+
+def document_gates(
+    step: SynthesisStep, rows: list[dict[str, Any]], inputs: dict[str, Artifact]
+) -> list[dict[str, Any]]:
+    """What every `documents` dataset passes, whoever wrote it: length bounds (`min_words`,
+    `max_words`), degenerate repetition (`min_distinct_ngrams`), exact duplicates and, with
+    `leak_ngram` set, leakage of the eval items; drops are counted in the step's report."""
+    rows = length_bounds(
+        step.report, rows, "text", int(step.setting("min_words", 40)), step.setting("max_words")
+    )
+    rows = repetition(step.report, rows, "text", float(step.setting("min_distinct_ngrams", 0.5)))
+    rows = exact_duplicates(step.report, rows, "text")
+    if step.setting("leak_ngram"):
+        rows = step.leakage(inputs).gate(step.report, rows, ["text"])
+    return rows
 
 
 def document_row(
