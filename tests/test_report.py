@@ -57,7 +57,20 @@ def eval_artifact(
     return path, results
 
 
-def member(root: Path, num: int, overrides: list[str], steps: list[dict]) -> None:
+def trained_steps(base: tuple[Path, dict], key: str, trained: tuple[Path, dict], cached: bool):
+    """A member's summary steps: the shared base eval (cached after the first member) and its
+    own trained eval."""
+    return [
+        {"name": "eval_base", "key": "base0", "cached": cached, "artifact": str(base[0]),
+         "evaluation": base[1]},
+        {"name": "eval_sft", "key": key, "cached": False, "artifact": str(trained[0]),
+         "evaluation": trained[1]},
+    ]  # fmt: skip
+
+
+def member(
+    root: Path, num: int, overrides: list[str], steps: list[dict], contrasts: list | None = None
+) -> None:
     directory = root / "multirun" / str(num)
     directory.mkdir(parents=True)
     summary = {
@@ -65,7 +78,10 @@ def member(root: Path, num: int, overrides: list[str], steps: list[dict]) -> Non
         "overrides": overrides,
         "spec_config": SPEC,
         "eval": {"evaluators": {"preference": PREFERENCE}},
-        "report": {"headline": {"title": "t", "metrics": ["preference/accuracy"]}},
+        "report": {
+            "headline": {"title": "t", "metrics": ["preference/accuracy"]},
+            "contrasts": contrasts,
+        },
         "logger": {"_target_": "specalign.tracking.null_tracker.NullTracker"},
         "steps": steps,
     }
@@ -76,19 +92,12 @@ def member(root: Path, num: int, overrides: list[str], steps: list[dict]) -> Non
 def sweep_root(tmp_path):
     """Two seeds of one trained arm, both against one base model eval."""
     base_rows = rows_with([1, 0] * 6)
-    base_path, base_results = eval_artifact(tmp_path, "eval_base", "base0", base_rows, None, None)
+    base = eval_artifact(tmp_path, "eval_base", "base0", base_rows, None, None)
     trained = {0: [1, 1, 1, 0] * 3, 1: [1, 1, 0, 1] * 3}
     for seed, correct in trained.items():
         key = f"sft{seed}"
-        path, results = eval_artifact(
-            tmp_path, "eval_sft", key, rows_with(correct), base_rows, "sft"
-        )
-        steps = [
-            {"name": "eval_base", "key": "base0", "cached": bool(seed), "artifact": str(base_path),
-             "evaluation": base_results},
-            {"name": "eval_sft", "key": key, "cached": False, "artifact": str(path),
-             "evaluation": results},
-        ]  # fmt: skip
+        evaluated = eval_artifact(tmp_path, "eval_sft", key, rows_with(correct), base_rows, "sft")
+        steps = trained_steps(base, key, evaluated, bool(seed))
         member(tmp_path, seed, ["stage=sft", f"seed={seed}", "logger=none"], steps)
     return tmp_path
 
@@ -215,3 +224,88 @@ def test_bad_directories_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{not json")
     with pytest.raises(SpecAlignError, match=r"summary\.json: not valid JSON"):
         load_sweep(tmp_path)
+
+
+def test_the_run_ends_with_its_headline_value_and_shift():
+    """report.headline's metrics, per eval step: value [CI] and shift [CI] as the step's
+    records and shifts say; a step without a baseline has no shift; other metrics stay out."""
+    from specalign.report.eval_table import headline_table
+
+    def record(metric, value, low, high):
+        return {"evaluator": "fc", "metric": metric, "value": value, "ci_low": low,
+                "ci_high": high, "n": 72}  # fmt: skip
+
+    evaluations = {
+        "eval_base": {"records": [record("p_a", 0.346, 0.30, 0.39), record("p_b", 0.5, 0.4, 0.6)]},
+        "eval_sft": {
+            "records": [record("p_a", 0.4, 0.35, 0.45), record("other", 0.9, 0.8, 1.0)],
+            "shifts": [
+                {
+                    "evaluator": "fc",
+                    "metric": "p_a",
+                    "shift": 0.054,
+                    "ci_low": 0.01,
+                    "ci_high": 0.1,
+                    "n": 72,
+                }
+            ],
+        },
+    }
+    lines = headline_table({"title": "T", "metrics": ["fc/p_a", "fc/p_b"]}, evaluations)
+    assert lines[0].strip() == "headline: T"
+    rows = [line.split() for line in lines[2:]]
+    assert rows == [
+        ["eval_base", "fc/p_a", "0.346", "[0.300,", "0.390]", "-", "72"],
+        ["eval_base", "fc/p_b", "0.500", "[0.400,", "0.600]", "-", "72"],
+        ["eval_sft", "fc/p_a", "0.400", "[0.350,", "0.450]", "+0.054", "[+0.010,", "+0.100]", "72"],
+    ]
+    assert headline_table({"metrics": ["fc/missing"]}, evaluations) == []
+
+
+def test_contrasts_pair_arms_by_item_and_pool_each_arms_seeds(tmp_path):
+    """spec a vs spec b (2 seeds each) on the same items: the difference is the difference of
+    the pooled means, paired by item; the SFT-only arm (no spec) pairs with both along stage."""
+    base_rows = rows_with([1, 0] * 6)
+    base = eval_artifact(tmp_path, "eval_base", "base0", base_rows, None, None)
+    correct = {("a", 0): [1, 1, 1, 0] * 3, ("a", 1): [1, 1, 1, 1] * 3,
+               ("b", 0): [0, 1, 0, 0] * 3, ("b", 1): [1, 0, 0, 0] * 3,
+               ("-", 0): [1, 0, 0, 1] * 3, ("-", 1): [1, 0, 1, 0] * 3}  # fmt: skip
+    contrasts = [{"axis": "spec", "a": "a", "b": "b"}, {"axis": "stage", "a": "msm", "b": "sft"}]
+    num = 0
+    for (spec, seed), values in correct.items():
+        key = f"{spec}{seed}"
+        evaluated = eval_artifact(tmp_path, "eval_sft", key, rows_with(values), base_rows, "sft")
+        steps = trained_steps(base, key, evaluated, bool(num))
+        specs = [spec] if spec != "-" else ["a", "b"]  # SFT only: one eval shared by both specs
+        for each in specs:
+            stage = "sft" if spec == "-" else "msm"
+            overrides = [f"spec={each}", f"stage={stage}", f"seed={seed}"]
+            member(tmp_path, num, overrides, steps, contrasts)
+            num += 1
+    report = write_report(load_sweep(tmp_path / "multirun"))
+    rows = {r["arm a  -  arm b"]: r for r in report.tables["contrasts"]}
+    between = rows["sft | spec=a stage=msm  -  sft | spec=b stage=msm"]
+    assert between["difference [95% CI]"].startswith("+0.625 [")  # 21/24 - 6/24
+    low = float(between["difference [95% CI]"].split("[")[1].split(",")[0])
+    assert low > 0 and between["items"] == 12 and between["seeds (a, b)"] == "2, 2"
+    assert set(rows) == {
+        "sft | spec=a stage=msm  -  sft | spec=b stage=msm",
+        "sft | spec=a stage=msm  -  sft | stage=sft",  # the shared SFT-only arm, along stage
+        "sft | spec=b stage=msm  -  sft | stage=sft",
+    }
+    assert rows["sft | spec=b stage=msm  -  sft | stage=sft"]["difference [95% CI]"].startswith(
+        "-0.250"  # 6/24 - 12/24
+    )
+    assert report.figures["contrasts"].stat().st_size > 1000
+    assert "## Contrasts" in report.path.read_text()
+
+
+def test_the_difference_bootstrap_is_paired_by_item_and_widens_with_seed_spread():
+    from specalign.eval.stats import crossed_bootstrap_difference
+
+    rng = np.random.default_rng(1)
+    items = rng.normal(size=60)  # large item spread, identical in both arms
+    value, low, high = crossed_bootstrap_difference([items + 0.1], [items])
+    assert value == pytest.approx(0.1) and high - low < 1e-9  # paired: item spread cancels
+    value, low, high = crossed_bootstrap_difference([items + 0.1, items + 0.5], [items])
+    assert value == pytest.approx(0.3) and low < 0.15 and high > 0.45  # the seeds' spread

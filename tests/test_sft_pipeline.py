@@ -12,7 +12,7 @@ from specalign.app import run
 from specalign.pipeline.keys import content_key
 
 
-def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
+def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path, capsys):
     cfg = cfg_factory(
         "stage=sft",
         "backbone=tiny_random",
@@ -79,24 +79,29 @@ def test_sft_pipeline_end_to_end_on_tiny_random(cfg_factory, tmp_path):
     step = next(s for s in summary["steps"] if s["name"] == "eval_sft")
     assert step["evaluation"]["tables"]["preference/by_rule"]  # the per-rule table
 
+    # the run ends with the spec's headline (conf/spec/pro_america.yaml): each value's shift
+    printed = capsys.readouterr().out
+    headline = printed[printed.index("headline: P(option with the value)") :].splitlines()
+    shift = next(
+        s for s in evaluation["shifts"] if s["metric"] == "balanced/p_america"
+    )  # the row the eval step wrote, printed as it is
+    row = next(line.split() for line in headline if "eval_sft" in line and "p_america" in line)
+    assert row[1] == "forced_choice/balanced/p_america" and row[5] == f"{shift['shift']:+.3f}"
+    assert any("eval_sft" in line and "p_affordability" in line for line in headline)
+
     again = run(cfg, tmp_path)
     assert all(r.cached for r in again), "an identical re-run must train nothing"
 
 
 @pytest.mark.slow
 def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
-    """The default (`python -m specalign`: MSM documents -> midtraining -> SFT on the cheese
-    demonstrations -> evals) on the real SmolLM2, with sizes and training capped."""
+    """The default (`python -m specalign`: MSM documents composed from the spec ->
+    midtraining -> SFT on the cheese demonstrations -> evals) on the real SmolLM2, with sizes
+    and training capped."""
     results = run(
         cfg_factory(
             "trainer.args.max_steps=2",
-            "stage.steps.doc_types.count=1",
-            "stage.steps.ideas.sampling.max_new_tokens=24",
-            "stage.steps.ideas.max_attempts=1",
             "stage.steps.documents.max_documents=4",
-            "stage.steps.documents.sampling.max_new_tokens=64",
-            "stage.steps.documents.max_attempts=1",
-            "stage.steps.documents.min_words=10",
             "eval.evaluators.forced_choice.max_items=4",  # per split: 12 items in 2 orders
             "eval.evaluators.preference.max_items=6",
             "eval.evaluators.rule_compliance.max_items=3",
@@ -108,12 +113,9 @@ def test_embedded_default_pipeline_runs(cfg_factory, tmp_path):
         tmp_path,
     )
     by_name = {r.name: r for r in results}
-    assert list(by_name)[:9] == [
-        "eval_items", "eval_base",
-        "domains", "subdomains", "assertions", "doc_types", "ideas", "documents", "midtrain"
-    ]  # fmt: skip
-    documents = by_name["documents"].metrics
-    assert 0 < documents["rows"] <= 4 and documents["llm_calls"] >= 4
+    # the embedded model's documents are composed from the spec (conf/documents/composed.yaml)
+    assert list(by_name)[:4] == ["eval_items", "eval_base", "documents", "midtrain"]
+    assert by_name["documents"].metrics["rows"] == 4
     assert by_name["sft"].artifact.manifest["inputs"]["model"]["step"] == "midtrain"
     eval_metrics = {r.name: r.metrics for r in results if r.artifact.kind == "metrics"}
     assert set(eval_metrics) == {"eval_base", "eval_midtrain", "eval_sft"}

@@ -33,6 +33,7 @@ SPEC_OUTSIDE_KEYS = (
     "forced_choice_values",
     "target_value",
     "previous",  # the old policy enters spec_diff's key by its content hash
+    "headline",  # what the run's end and reports show first: display only
 )
 # TrainingArguments that say how a run is logged or checkpointed, not what it learns
 # (a killed and resumed run equals an uninterrupted one: tests/test_training.py)

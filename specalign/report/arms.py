@@ -245,5 +245,18 @@ def replicated(
     return out
 
 
+def item_values(arm: Arm, evaluator: str, metric: str) -> list[dict[str, float]] | None:
+    """Per evaluation of the arm (one per seed), the metric's value per item, rebuilt from the
+    rows by the evaluator's own `measures`; None when an evaluation cannot be rebuilt."""
+    out = []
+    for evaluation in arm.evaluations:
+        built = build_evaluator(evaluation, evaluator)
+        measures = built.measures(evaluation.rows(evaluator)) if built is not None else {}
+        if metric not in measures:
+            return None
+        out.append(dict(measures[metric].values))
+    return out
+
+
 def finite(x: float | None) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))

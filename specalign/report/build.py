@@ -5,7 +5,8 @@ same tables and figures in a W&B `report` run of the experiment's group.
     python -m specalign.report outputs/runs/2026-12-06/12-00-00       # one run
 
 Sections: the members and their state; the preset's headline comparison (`report.headline`
-in its config: a title and the metrics to draw side by side); per evaluator, every arm's
+in its config: a title and the metrics to draw side by side); the differences between arms
+it declares (`report.contrasts`, report/contrasts.py); per evaluator, every arm's
 headline metrics, value and shift vs the base model with 95% CIs (a table and a figure);
 spec coverage (rules x artifacts, per training spec); the steps the members shared.
 """
@@ -19,9 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from specalign.report.arms import Arm, arms_of, evaluations, score_arms
+from specalign.report.contrasts import contrasts
 from specalign.report.coverage import COLUMNS, coverage
 from specalign.report.eval_table import fmt
-from specalign.report.figures import coverage_figure, headline_figure, metric_figure
+from specalign.report.figures import (
+    contrast_figure,
+    coverage_figure,
+    headline_figure,
+    metric_figure,
+)
 from specalign.report.members import Sweep
 from specalign.report.sweep_plan import shared_work_rows
 
@@ -146,6 +153,35 @@ def headline_section(report: Report, headline: dict[str, Any]) -> None:
     report.lines += [*markdown_table(rows), ""]
 
 
+def contrast_section(report: Report, specs: list[dict[str, Any]], metrics: list[str]) -> None:
+    found = contrasts(report.arms, specs, metrics)
+    rows = [
+        {
+            "arm a  -  arm b": c.label,
+            "metric": c.metric,
+            "difference [95% CI]": interval(c.stat, True),
+            "items": c.stat.n,
+            "seeds (a, b)": f"{c.seeds[0]}, {c.seeds[1]}",
+        }
+        for c in found
+    ]
+    report.tables["contrasts"] = rows
+    report.lines += [
+        "## Contrasts",
+        "",
+        "Differences between arms on the same items: a minus b, paired by item, 95% CI from a "
+        "bootstrap over items and each arm's seeds.",
+        "",
+    ]
+    path = contrast_figure(found, report.directory / FIGURES / "contrasts.png")
+    if path:
+        report.figures["contrasts"] = path
+        report.lines += [f"![contrasts]({FIGURES}/contrasts.png)", ""]
+    report.lines += [*markdown_table(rows), ""]
+    for c in found:
+        report.summary[f"contrast/{c.label}/{c.metric}"] = c.stat.value
+
+
 def evaluator_sections(report: Report) -> None:
     names = list(dict.fromkeys(m.evaluator for arm in report.arms for m in arm.metrics.values()))
     for evaluator in names:
@@ -222,6 +258,12 @@ def write_report(
     )
     if headline:
         headline_section(report, headline)
+    specs = next(
+        ((m.summary or {}).get("report", {}).get("contrasts") for m in sweep.members if m.summary),
+        None,
+    )
+    if specs and headline:  # the contrasts of the headline metrics
+        contrast_section(report, list(specs), [str(m) for m in headline.get("metrics") or []])
     evaluator_sections(report)
     coverage_section(report)
     shared = shared_work_rows(sweep)

@@ -55,3 +55,35 @@ def eval_table(step: str, results: dict[str, Any]) -> list[str]:
     for name, reason in results.get("skipped", {}).items():
         lines.append(f"    skipped {name}: {reason}")
     return lines
+
+
+def headline_table(headline: dict[str, Any], evaluations: dict[str, dict[str, Any]]) -> list[str]:
+    """The run's answer in a few lines (`report.headline`): per eval step and headline metric
+    (`<evaluator>/<metric>`), its value with its 95% CI and, where the step has a baseline,
+    the shift vs the base model with its paired-bootstrap 95% CI."""
+    wanted = [str(m) for m in headline.get("metrics") or []]
+    rows = []
+    for step, results in evaluations.items():
+        records = {f"{r['evaluator']}/{r['metric']}": r for r in results.get("records", [])}
+        shifts = {f"{s['evaluator']}/{s['metric']}": s for s in results.get("shifts", [])}
+        for metric in wanted:
+            if metric not in records:
+                continue
+            r, s = records[metric], shifts.get(metric)
+            shift = (
+                "-"
+                if s is None
+                else (
+                    f"{fmt(s['shift'], True)} [{fmt(s['ci_low'], True)}, {fmt(s['ci_high'], True)}]"
+                )
+            )
+            value = f"{fmt(r['value'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+            rows.append((step, metric, value, shift, str(r["n"])))
+    if not rows:
+        return []
+    header = ("step", "metric", "value [95% CI]", "shift vs base [95% CI]", "n")
+    widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=True)]
+    lines = [f"\nheadline: {headline.get('title') or ', '.join(wanted)}"]
+    for row in (header, *rows):
+        lines.append("  " + "  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)))
+    return lines

@@ -178,3 +178,30 @@ def coverage_figure(spec: str, rows: list[dict[str, Any]], columns: list[str], p
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def contrast_figure(found: list[Any], path: Path) -> Path | None:
+    """Each contrast's difference with its 95% CI, one point per (arm pair, metric), colored
+    by metric, against a line at 0: a CI clear of the line is a difference the study shows."""
+    if not found:
+        return None
+    plt = pyplot()
+    metrics = list(dict.fromkeys(c.metric for c in found))
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(found) + 1.6))
+    ys = list(range(len(found)))
+    for y, c in zip(ys, found, strict=True):
+        low, high = error(c.stat)
+        color = PALETTE[metrics.index(c.metric) % len(PALETTE)]
+        ax.errorbar(c.stat.value, y, xerr=[[low], [high]], fmt="o", color=color, capsize=3)
+    ax.set_yticks(ys, [c.label.replace("  -  ", "\nminus ") for c in found], fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("difference (a minus b) [95% CI]", fontsize=8)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=PALETTE[k % len(PALETTE)])
+               for k in range(len(metrics))]  # fmt: skip
+    ax.legend(handles, metrics, fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from specalign.eval.inspect_log import LOG_DIR
 from specalign.pipeline.context import RunContext
 from specalign.pipeline.plan import Plan, PlannedStep
 from specalign.pipeline.runner import StepResult
 from specalign.pipeline.store import ArtifactStore
-from specalign.report.eval_table import eval_table
+from specalign.report.eval_table import eval_table, headline_table
 
 
 def print_plan(plan: Plan, states: list[tuple[PlannedStep, bool]], store: ArtifactStore) -> None:
@@ -136,5 +138,8 @@ def write_summary(ctx: RunContext, results: list[StepResult], run_dir: Path) -> 
             if r.name in evaluations:
                 print("\n".join(eval_table(r.name, evaluations[r.name])))
                 print(f"    inspect view start --log-dir {r.artifact.path / LOG_DIR}")
+        headline = cfg.get("report", {}).get("headline")
+        if headline:
+            print("\n".join(headline_table(OmegaConf.to_container(headline), evaluations)))
     print(f"summary: {path}")
     return path
