@@ -82,22 +82,39 @@ def test_every_preset_dry_runs_its_sweep_with_each_distinct_step_listed_once(pre
 
 
 def test_the_cheese_sweep_shares_sft_only_and_keeps_each_specs_msm(dry_runs):
-    _, steps = sweep_plan(dry_runs("cheese_generalization")[0])
-    members = {}
-    for name, _, who in steps:
-        members.setdefault(name, []).append(who)
-    # members: #0 pro_america/sft, #1 pro_america/msm+sft, #2 pro_affordability/sft, #3 ...
-    assert members["eval_items"] == ["all"] and members["demonstrations"] == ["all"]
-    assert "#0 #2" in members["sft"] and "#0 #2" in members["eval_sft"]  # SFT only: once
-    assert sorted(members["midtrain"]) == ["#1", "#3"]  # one MSM per spec
-    assert sorted(members["eval_midtrain"]) == ["#1", "#3"]
+    _, sweep_dir, _ = dry_runs("cheese_generalization")
+    keys: dict[str, dict[tuple, set[str]]] = {}  # step -> (spec, stage, seed) -> its keys
+    for path in sweep_dir.glob("*/plan.json"):
+        plan = json.loads(path.read_text())
+        member = (plan["spec"], plan["stage"], plan["seed"])
+        for step in plan["steps"]:
+            keys.setdefault(step["name"], {})[member] = {step["key"]}
+    assert len(keys["eval_base"]) == 12
+
+    def distinct(step, where=lambda m: True):
+        return {k for m, ks in keys[step].items() if where(m) for k in ks}
+
+    for shared in ("eval_items", "eval_base", "demonstrations"):
+        assert len(distinct(shared)) == 1  # not keyed by spec, stage or seed
+    for seed in (0, 1, 2):  # SFT only: one per seed, shared by both specs' members
+        assert len(distinct("sft", lambda m, s=seed: m[1] == "sft" and m[2] == s)) == 1
+        assert len(distinct("eval_sft", lambda m, s=seed: m[1] == "sft" and m[2] == s)) == 1
+    assert len(distinct("sft", lambda m: m[1] == "sft")) == 3
+    # MSM: one corpus and one midtraining per spec and seed, all different
+    for step in ("documents", "midtrain", "eval_midtrain"):
+        assert len(distinct(step)) == 6 and len(keys[step]) == 6
+    # MSM + SFT: its own sft per spec and seed (it continues that midtraining)
+    assert len(distinct("sft")) == 3 + 6
 
 
 def test_the_embedded_model_runs_cpu_sizes_and_a_hub_backbone_the_clusters():
     cpu = compose_config(["experiment=cheese_generalization"])
     cluster = compose_config(["experiment=cheese_generalization", "backbone=qwen3_32b"])
-    assert cpu.stage.steps.domains.mode == "rules" and cpu.stage.steps.midtrain.max_length == 512
+    # CPU: documents composed from the spec (no hierarchy steps); cluster: the LLM hierarchy
+    assert cpu.stage.steps.domains is None and cpu.stage.steps.midtrain.max_length == 512
+    assert cpu.stage.steps.documents._target_.endswith("ComposedDocuments")
     assert cluster.stage.steps.domains.mode == "hierarchy"
+    assert cluster.stage.steps.documents._target_.endswith("DocumentSynthesis")
     assert cluster.stage.steps.doc_types.count == 20 and cluster.stage.steps.ideas.per_type == 25
     assert cluster.stage.steps.midtrain.max_length == 8192
     science_cpu = compose_config(["experiment=spec_science"])
