@@ -112,7 +112,7 @@ def test_experiment_presets_compose(tmp_path):
 def test_dry_run_plans_without_running(tmp_path):
     proc = run_cli(tmp_path, "dry_run=true", "logger=none", timeout=120)
     assert "plan for stage=msm+sft" in proc.stdout
-    assert "13 of 13 steps to run" in proc.stdout
+    assert "8 of 8 steps to run" in proc.stdout  # composed documents: no hierarchy steps
     assert not list(Path(tmp_path / "store").glob("*/*/manifest.json"))
 
 

@@ -84,12 +84,17 @@ def test_files_enter_keys_by_content_not_by_path(tmp_path):
     copy.mkdir()
     spec = shutil.copy(resolve_spec_file("pro_america.md"), copy / "my_spec.md")
     assert not changed(base, keys(tmp_path, f"spec.document={spec}"))
-    prompt = shutil.copy(SHIPPED_PROMPTS / "msm" / "document_brief.txt", copy / "brief.txt")
-    moved = keys(tmp_path, f"stage.steps.documents.prompts.document={prompt}")
-    assert not changed(base, moved)
+    # prompts: the LLM document source's (a hub backbone runs it)
+    llm = ("backbone=qwen3_8b",)
+    shipped = keys(tmp_path, *llm)
+    prompt = shutil.copy(SHIPPED_PROMPTS / "msm" / "document.txt", copy / "mine.txt")
+    moved = keys(tmp_path, *llm, f"stage.steps.documents.prompts.document={prompt}")
+    assert not changed(shipped, moved)
     Path(prompt).write_text(Path(prompt).read_text() + "\nBe concise.\n")
-    edited = keys(tmp_path, f"stage.steps.documents.prompts.document={prompt}")
-    assert {"documents", "midtrain", "sft"} <= changed(base, edited)
+    edited = keys(tmp_path, *llm, f"stage.steps.documents.prompts.document={prompt}")
+    assert {"documents", "midtrain", "sft"} <= changed(shipped, edited)
+    # the embedded model's documents are composed from the spec and read no prompt
+    assert not changed(base, keys(tmp_path, f"stage.steps.documents.prompts.document={prompt}"))
 
     rows = json.dumps(
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
