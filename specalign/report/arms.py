@@ -74,6 +74,20 @@ class Arm:
     choices: dict[str, str]  # the axis values its members agree on (replicate axes left out)
     evaluations: list[Evaluation]
     metrics: dict[str, ArmMetric] = field(default_factory=dict)  # filled by score_arms
+    # evaluator -> per evaluation measures (None: no settings to rebuild them); see measures()
+    built: dict[str, list[dict[str, Any]] | None] = field(default_factory=dict, repr=False)
+
+    def measures(self, evaluator: str) -> list[dict[str, Any]] | None:
+        """Per evaluation (one per seed), the evaluator's measures rebuilt from its rows by
+        its own `measures`: read once per arm, whoever asks (pooling, contrasts)."""
+        if evaluator not in self.built:
+            built = build_evaluator(self.evaluations[0], evaluator)
+            self.built[evaluator] = (
+                None
+                if built is None
+                else [built.measures(e.rows(evaluator)) for e in self.evaluations]
+            )
+        return self.built[evaluator]
 
     @property
     def is_base(self) -> bool:
@@ -211,11 +225,11 @@ def replicated(
     own `measures`, pooled over seeds x items."""
     measures: dict[str, list[dict[str, Any]]] = {}  # evaluator -> per evaluation measures
     for evaluator in dict.fromkeys(n for n, _ in names):
-        built = build_evaluator(arm.evaluations[0], evaluator)
+        built = arm.measures(evaluator)
         if built is None:  # a summary written before reports existed: no settings to rebuild
             log.warning("%s: no settings for %s; its seeds are not pooled", arm.label, evaluator)
             continue
-        measures[evaluator] = [built.measures(e.rows(evaluator)) for e in arm.evaluations]
+        measures[evaluator] = built
     base_measures: dict[str, list[dict[str, Any] | None]] = {}
     for evaluator in measures:
         bases = [found.get(e.baseline or "") for e in arm.evaluations]
@@ -246,16 +260,12 @@ def replicated(
 
 
 def item_values(arm: Arm, evaluator: str, metric: str) -> list[dict[str, float]] | None:
-    """Per evaluation of the arm (one per seed), the metric's value per item, rebuilt from the
-    rows by the evaluator's own `measures`; None when an evaluation cannot be rebuilt."""
-    out = []
-    for evaluation in arm.evaluations:
-        built = build_evaluator(evaluation, evaluator)
-        measures = built.measures(evaluation.rows(evaluator)) if built is not None else {}
-        if metric not in measures:
-            return None
-        out.append(dict(measures[metric].values))
-    return out
+    """Per evaluation of the arm (one per seed), the metric's value per item; None when an
+    evaluation cannot be rebuilt or lacks the metric."""
+    measures = arm.measures(evaluator)
+    if measures is None or any(metric not in m for m in measures):
+        return None
+    return [dict(m[metric].values) for m in measures]
 
 
 def finite(x: float | None) -> bool:

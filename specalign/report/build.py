@@ -22,7 +22,7 @@ from typing import Any
 from specalign.report.arms import Arm, arms_of, evaluations, score_arms
 from specalign.report.contrasts import contrasts
 from specalign.report.coverage import COLUMNS, coverage
-from specalign.report.eval_table import fmt
+from specalign.report.eval_table import ci_text, fmt
 from specalign.report.figures import (
     contrast_figure,
     coverage_figure,
@@ -53,9 +53,7 @@ class Report:
 
 
 def interval(stat: Any, sign: bool = False) -> str:
-    if stat is None:
-        return "-"
-    return f"{fmt(stat.value, sign)} [{fmt(stat.low, sign)}, {fmt(stat.high, sign)}]"
+    return "-" if stat is None else ci_text(stat.value, stat.low, stat.high, sign)
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> list[str]:
@@ -240,6 +238,13 @@ def coverage_section(report: Report) -> None:
         ]
 
 
+def report_setting(sweep: Sweep, key: str) -> Any:
+    """A `report.<key>` setting as the first member that finished recorded it."""
+    return next(
+        ((m.summary or {}).get("report", {}).get(key) for m in sweep.members if m.summary), None
+    )
+
+
 def write_report(
     sweep: Sweep, out: Path | None = None, tracker_cfg: dict[str, Any] | None = None
 ) -> Report:
@@ -252,16 +257,10 @@ def write_report(
     score_arms(arms, found)
     report = Report(sweep, directory, arms)
     members_section(report)
-    headline = next(
-        ((m.summary or {}).get("report", {}).get("headline") for m in sweep.members if m.summary),
-        None,
-    )
+    headline = report_setting(sweep, "headline")
     if headline:
         headline_section(report, headline)
-    specs = next(
-        ((m.summary or {}).get("report", {}).get("contrasts") for m in sweep.members if m.summary),
-        None,
-    )
+    specs = report_setting(sweep, "contrasts")
     if specs and headline:  # the contrasts of the headline metrics
         contrast_section(report, list(specs), [str(m) for m in headline.get("metrics") or []])
     evaluator_sections(report)

@@ -19,6 +19,11 @@ def fmt(value: float | None, sign: bool = False) -> str:
     return f"{value:+.3f}" if sign else f"{value:.3f}"
 
 
+def ci_text(value: float | None, low: float | None, high: float | None, sign: bool = False) -> str:
+    """`value [low, high]`, the one way every table writes a value with its 95% CI."""
+    return f"{fmt(value, sign)} [{fmt(low, sign)}, {fmt(high, sign)}]"
+
+
 def eval_table(step: str, results: dict[str, Any]) -> list[str]:
     rows: list[tuple[str, ...]]
     if results.get("shifts"):
@@ -29,7 +34,7 @@ def eval_table(step: str, results: dict[str, Any]) -> list[str]:
                 s["metric"],
                 fmt(s["base"]),
                 fmt(s["trained"]),
-                f"{fmt(s['shift'], True)} [{fmt(s['ci_low'], True)}, {fmt(s['ci_high'], True)}]",
+                ci_text(s["shift"], s["ci_low"], s["ci_high"], True),
                 str(s["n"]),
             )
             for s in results["shifts"]
@@ -41,7 +46,7 @@ def eval_table(step: str, results: dict[str, Any]) -> list[str]:
             (
                 r["evaluator"],
                 r["metric"],
-                f"{fmt(r['value'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+                ci_text(r["value"], r["ci_low"], r["ci_high"]),
                 str(r["n"]),
             )
             for r in results.get("records", [])
@@ -70,14 +75,8 @@ def headline_table(headline: dict[str, Any], evaluations: dict[str, dict[str, An
             if metric not in records:
                 continue
             r, s = records[metric], shifts.get(metric)
-            shift = (
-                "-"
-                if s is None
-                else (
-                    f"{fmt(s['shift'], True)} [{fmt(s['ci_low'], True)}, {fmt(s['ci_high'], True)}]"
-                )
-            )
-            value = f"{fmt(r['value'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+            shift = "-" if s is None else ci_text(s["shift"], s["ci_low"], s["ci_high"], True)
+            value = ci_text(r["value"], r["ci_low"], r["ci_high"])
             rows.append((step, metric, value, shift, str(r["n"])))
     if not rows:
         return []
